@@ -1,0 +1,81 @@
+"""JSON codec for the records in :mod:`topics.records`.
+
+Values are msgspec JSON so that ``kafka-console-consumer`` shows them readably. Decoding validates types and
+ranges; anything wrong raises :class:`topics.errors.DecodeError` naming the field and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+
+from topics import records
+from topics.errors import DecodeError
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+_PATH = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
+
+RECORD_TYPES: dict[str, type] = {
+    name: obj
+    for name, obj in vars(records).items()
+    if isinstance(obj, type) and issubclass(obj, msgspec.Struct) and obj.__module__ == records.__name__
+}
+
+
+def encode(record: msgspec.Struct) -> bytes:
+    """JSON bytes of ``record``."""
+    return _encoder.encode(record)
+
+
+def decoder(record_type: type[T]) -> msgspec.json.Decoder[T]:
+    """A cached, reusable decoder for ``record_type``."""
+    dec = _decoders.get(record_type)
+    if dec is None:
+        dec = _decoders[record_type] = msgspec.json.Decoder(record_type)
+    return dec
+
+
+def decode(record_type: type[T], data: bytes | bytearray | memoryview | str) -> T:
+    """Decode and validate ``data`` as ``record_type``; raises :class:`DecodeError` naming what was wrong."""
+    name = record_type.__name__
+    if data is None:
+        raise DecodeError(name, "no value (null message)")
+    try:
+        value = decoder(record_type).decode(data)
+    except msgspec.ValidationError as e:
+        reason, path = _split(str(e))
+        raise DecodeError(name, reason, path) from e
+    except msgspec.DecodeError as e:
+        raise DecodeError(name, f"not valid JSON: {e}") from e
+    if isinstance(value, records.MboFrame):
+        problem = value.column_error()
+        if problem is not None:
+            path, _, reason = problem.partition(": ")
+            raise DecodeError(name, reason, path)
+    return value
+
+
+def _split(message: str) -> tuple[str, str | None]:
+    match = _PATH.match(message)
+    if match is None:  # pragma: no cover - the pattern matches any string
+        return message, None
+    reason, path = match.group("reason"), match.group("path")
+    missing = _MISSING.search(reason)
+    if missing is not None:  # msgspec names the missing field in the reason, at its parent's path
+        path = f"{path or '$'}.{missing.group(1)}"
+    return reason, path
+
+
+def decode_by_name(type_name: str, data: bytes) -> Any:
+    """Decode ``data`` as the record type called ``type_name`` (as named in the topic catalog)."""
+    try:
+        record_type = RECORD_TYPES[type_name]
+    except KeyError:
+        raise DecodeError(type_name, f"unknown record type; known: {', '.join(RECORD_TYPES)}") from None
+    return decode(record_type, data)

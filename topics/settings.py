@@ -1,0 +1,102 @@
+"""Settings read from ``ORDERFLOW_*`` environment variables, in one place, validated once.
+
+Every stage reads its configuration through :func:`load`; a bad value fails loudly with the variable's name and
+what was expected, never later with a confusing error deep inside Kafka or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from topics.errors import SettingsError
+
+PREFIX = "ORDERFLOW_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The environment's settings. Field ``x_y`` is read from ``ORDERFLOW_X_Y``."""
+
+    home: Path = PROJECT_ROOT / ".orderflow"  # data folders, logs, PID files, jar cache of the local stack
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092  # the broker's client listener
+    kafka_controller_port: int = 9093  # KRaft controller listener
+    kafka_version: str = "4.1.1"
+    kafka_heap: str = "512m"
+    kafka_bootstrap: str = ""  # empty: kafka_host:kafka_port
+    topic_partitions: int = 0  # 0: each topic's catalog default
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 55432
+    pg_database: str = "orderflow"
+    pg_user: str = "orderflow"
+    pg_password: str = "orderflow"
+    pg_bin: str = ""  # folder of initdb/pg_ctl; empty: found on the machine
+    log_level: str = "INFO"
+    log_format: str = "json"  # "json" or "text"
+    crossed_policy: str = "keep"  # keep | match | drop-stale
+    frame_max_records: int = 250
+    frame_linger_ms: float = 5.0
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def pg_dsn(self) -> str:
+        return (
+            f"host={self.pg_host} port={self.pg_port} dbname={self.pg_database} "
+            f"user={self.pg_user} password={self.pg_password}"
+        )
+
+    def __post_init__(self) -> None:
+        for name, value, low, high in (
+            ("kafka_port", self.kafka_port, 1, 65535),
+            ("kafka_controller_port", self.kafka_controller_port, 1, 65535),
+            ("pg_port", self.pg_port, 1, 65535),
+            ("frame_max_records", self.frame_max_records, 1, 1_000_000),
+            ("topic_partitions", self.topic_partitions, 0, 10_000),
+        ):
+            if not low <= value <= high:
+                raise SettingsError(f"{PREFIX}{name.upper()}={value}: expected an integer in [{low}, {high}]")
+        if self.frame_linger_ms < 0:
+            raise SettingsError(f"{PREFIX}FRAME_LINGER_MS={self.frame_linger_ms}: must not be negative")
+        _one_of("crossed_policy", self.crossed_policy, ("keep", "match", "drop-stale"))
+        _one_of("log_format", self.log_format, ("json", "text"))
+        _one_of("log_level", self.log_level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise SettingsError(f"{PREFIX}{name.upper()}={value!r}: expected one of {', '.join(allowed)}")
+
+
+def _convert(name: str, raw: str, kind: type) -> object:
+    try:
+        if kind is Path:
+            return Path(raw).expanduser().resolve()
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r}: expected {kind.__name__}") from None
+    return raw
+
+
+_TYPES: dict[str, type] = {"Path": Path, "int": int, "float": float, "str": str}
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from ``environ`` (default ``os.environ``), with keyword ``overrides`` taking precedence."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = env.get(PREFIX + f.name.upper())
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f.name, raw, _TYPES[str(f.type)])
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
