@@ -13,7 +13,14 @@ from collections.abc import Sequence
 
 from topics import logs, settings
 
-COMMAND_MODULES = ("ops.cli", "producers.cli", "streams.commands", "sinks.cli")
+COMMAND_MODULES = (
+    "ops.cli",
+    "producers.cli",
+    "producers.publish_cli",
+    "producers.exchanges.cli",
+    "streams.commands",
+    "sinks.cli",
+)
 OUR_PACKAGES = frozenset({"topics", "processors", "producers", "streams", "sinks", "ops"})
 
 
@@ -30,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
+            if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
+                raise  # a module that exists failed to import something else: a real error
             continue
         module.add_commands(sub)
     return parser
