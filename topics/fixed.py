@@ -24,7 +24,7 @@ def parse_fixed(text: str | int | float, field: str = "value") -> int:
     raw = repr(text) if isinstance(text, float) else text.strip()
     mantissa, exp = _split_exponent(raw, field)
     negative = mantissa.startswith("-")
-    digits = mantissa.lstrip("+-")
+    digits = mantissa[1:] if mantissa[:1] in ("+", "-") else mantissa
     whole, _, frac = digits.partition(".")
     if not (whole or frac) or not (whole + frac).isdigit():
         raise ValueError(f"{field}: {raw!r} is not a decimal number")

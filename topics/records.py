@@ -273,3 +273,24 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     reason: str  # what was wrong, naming the field
     stage: str  # who rejected it, e.g. "book-agent", "sink"
     ts_recv: TsNs  # when it was rejected, ns
+
+
+class FeatureBar(msgspec.Struct, frozen=True, kw_only=True):
+    """Named feature values of one instrument over one bar."""
+
+    instrument: str  # instrument_id for MBO books, "venue:symbol" for exchange ticks
+    ts_event: TsNs  # bar end (exclusive), ns
+    interval_ns: NonNegInt  # bar length, ns
+    values: dict[str, float | None]  # feature name -> value; None while warming up
+
+
+class RegimeSignal(msgspec.Struct, frozen=True, kw_only=True):
+    """A regime state of one instrument at the close of a bar."""
+
+    instrument: str
+    ts_event: TsNs  # bar end, ns
+    interval_ns: NonNegInt
+    kind: str  # "volatility" or "trend"
+    state: str  # e.g. "calm"/"turbulent", "trending"/"mean-reverting"
+    probability: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]  # confidence in the state
+    changed: bool = False  # True when the state differs from the previous bar's
