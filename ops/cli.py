@@ -10,7 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ops.stack import StackError, stack
+from ops.stack import stack
+from ops.stack.errors import StackError
 from topics import logs as topic_logs
 from topics import settings as topic_settings
 from topics.errors import SettingsError

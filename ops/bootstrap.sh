@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh Debian machine (run as root) for orderflow's local stack and tests:
+#   Java 17, Maven, PostgreSQL 15 (and kcat if Debian has it) from apt, only when missing, with one apt-get update;
+#   .venv with Python 3.11 and the project installed editable with its dev extras, pinned by constraints.txt;
+#   the Apache Kafka jars resolved from Maven Central into $ORDERFLOW_HOME/kafka/libs (cached).
+# Running it again on a ready machine changes nothing and takes a second or two.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+APT_UPDATED=0
+apt_update_once() {
+    if [[ $EUID -eq 0 && $APT_UPDATED -eq 0 ]]; then
+        log "apt-get update"
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+}
+
+apt_install() {
+    if [[ $EUID -ne 0 ]]; then
+        log "missing: $*; run this script as root, or install them with: apt-get install $*"
+        exit 1
+    fi
+    apt_update_once
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+have_java() {
+    [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]] || command -v java >/dev/null
+}
+
+ensure_system_packages() {
+    local missing=()
+    have_java || missing+=(java)
+    command -v mvn >/dev/null || missing+=(maven)
+    [[ -x /usr/lib/postgresql/15/bin/initdb ]] || missing+=(postgresql-15)
+    command -v python3.11 >/dev/null || missing+=(python3.11 python3.11-venv)
+    if command -v python3.11 >/dev/null && [[ ! -x .venv/bin/python ]] \
+        && ! python3.11 -c 'import ensurepip, venv' 2>/dev/null; then
+        missing+=(python3.11-venv)
+    fi
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        local packages=()
+        for item in "${missing[@]}"; do
+            if [[ $item == java ]]; then
+                apt_update_once
+                if apt-cache show openjdk-17-jre-headless >/dev/null 2>&1; then
+                    packages+=(openjdk-17-jre-headless)
+                else
+                    packages+=(default-jre-headless)
+                fi
+            else
+                packages+=("$item")
+            fi
+        done
+        apt_install "${packages[@]}"
+    fi
+    if ! command -v kcat >/dev/null; then
+        # Optional: handy for inspecting topics; never fail the set-up for it.
+        if [[ $EUID -eq 0 ]]; then
+            apt_install kcat || log "kcat is not available from apt; skipped (optional)"
+        else
+            log "kcat not installed (optional: apt-get install kcat)"
+        fi
+    fi
+}
+
+ensure_venv() {
+    if [[ ! -x .venv/bin/python ]]; then
+        log "creating .venv with $(command -v python3.11)"
+        python3.11 -m venv .venv
+    fi
+    local stamp=.venv/.orderflow-installed digest
+    digest="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
+    if [[ -f $stamp && "$(cat "$stamp")" == "$digest" ]] \
+        && .venv/bin/python -c 'import importlib.metadata as m; m.version("orderflow")' 2>/dev/null; then
+        return
+    fi
+    log "pip install -c constraints.txt -e '.[dev]' (output in .venv/pip-install.log)"
+    if ! .venv/bin/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev]' \
+        >.venv/pip-install.log 2>&1; then
+        tail -n 30 .venv/pip-install.log >&2
+        log "pip install failed (full output in .venv/pip-install.log)"
+        exit 1
+    fi
+    echo "$digest" >"$stamp"
+}
+
+ensure_system_packages
+ensure_venv
+.venv/bin/python -m ops.stack.jars
+log "ready"
