@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -157,7 +158,7 @@ def test_frame_problem_names_bad_letters_and_lengths() -> None:
     assert frame_problem(short) == "$.price: 1 values, expected 2 (one per action)"
 
 
-def _fields(frame: MboFrame) -> dict[str, object]:
+def _fields(frame: MboFrame) -> dict[str, Any]:
     return {name: getattr(frame, name) for name in frame.__struct_fields__}
 
 
