@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from producers.framing import ColumnBlock, Framer, frame_key, frame_problem
-from topics.records import F_LAST, MboFrame, MboRecord
+from topics.records import F_LAST, Action, MboFrame, MboRecord
 
 pytestmark = pytest.mark.unit
 
 
-def rec(inst: int, seq: int, last: bool = True, pub: int = 1, action: str = "A") -> MboRecord:
+def rec(inst: int, seq: int, last: bool = True, pub: int = 1, action: Action = "A") -> MboRecord:
     return MboRecord(
         ts_recv=1_000 + seq, ts_event=900 + seq, publisher_id=pub, instrument_id=inst, action=action, side="B",
         price=100 * 10**9, size=1, order_id=seq, flags=F_LAST if last else 0, sequence=seq,
