@@ -40,6 +40,14 @@ class Settings:
     crossed_policy: str = "keep"  # keep | match | drop-stale
     frame_max_records: int = 250
     frame_linger_ms: float = 5.0
+    sink_group: str = "orderflow-sink"  # Kafka consumer group of `orderflow sink`
+    sink_metrics_port: int = 9108  # /metrics and /health of `orderflow sink`
+    sink_batch_rows: int = 20_000  # the sink writes a batch when it holds this many rows...
+    sink_batch_ms: float = 250.0  # ...or when its oldest message waited this long
+    sink_max_pending_rows: int = 200_000  # rows held (batching, queued, being written) before the consumer pauses
+    db_retention_days: int = 0  # raw rows older than this are dropped (0: kept forever)
+    db_aggregate_retention_days: int = 0  # aggregate rows older than this are dropped (0: kept forever)
+    db_compress_after_hours: int = 24  # TimescaleDB: compress chunks older than this (0: no compression policy)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -59,9 +67,17 @@ class Settings:
             ("pg_port", self.pg_port, 1, 65535),
             ("frame_max_records", self.frame_max_records, 1, 1_000_000),
             ("topic_partitions", self.topic_partitions, 0, 10_000),
+            ("sink_metrics_port", self.sink_metrics_port, 0, 65535),
+            ("sink_batch_rows", self.sink_batch_rows, 1, 10_000_000),
+            ("sink_max_pending_rows", self.sink_max_pending_rows, 1, 100_000_000),
+            ("db_retention_days", self.db_retention_days, 0, 100_000),
+            ("db_aggregate_retention_days", self.db_aggregate_retention_days, 0, 100_000),
+            ("db_compress_after_hours", self.db_compress_after_hours, 0, 1_000_000),
         ):
             if not low <= value <= high:
                 raise SettingsError(f"{PREFIX}{name.upper()}={value}: expected an integer in [{low}, {high}]")
+        if self.sink_batch_ms <= 0:
+            raise SettingsError(f"{PREFIX}SINK_BATCH_MS={self.sink_batch_ms}: must be positive")
         if self.frame_linger_ms < 0:
             raise SettingsError(f"{PREFIX}FRAME_LINGER_MS={self.frame_linger_ms}: must not be negative")
         _one_of("crossed_policy", self.crossed_policy, ("keep", "match", "drop-stale"))
