@@ -1,0 +1,27 @@
+"""The order book engine: L3 books by order with Databento's MBO rules (pure logic, no I/O, no clock).
+
+See docs/book.md for the rules, the crossed-book policies, idempotency and the state format.
+"""
+
+from processors.book.book import POLICIES, Book
+from processors.book.errors import BookError, PolicyError, StateError, WrongBookError
+from processors.book.market import Market, MarketState
+from processors.book.state import BookState, ChannelState, DedupState, LevelState, OrderState
+from processors.book.stats import BookStats
+
+__all__ = [
+    "POLICIES",
+    "Book",
+    "BookError",
+    "BookState",
+    "BookStats",
+    "ChannelState",
+    "DedupState",
+    "LevelState",
+    "Market",
+    "MarketState",
+    "OrderState",
+    "PolicyError",
+    "StateError",
+    "WrongBookError",
+]
