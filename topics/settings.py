@@ -40,6 +40,8 @@ class Settings:
     crossed_policy: str = "keep"  # keep | match | drop-stale
     frame_max_records: int = 250
     frame_linger_ms: float = 5.0
+    producer_compression: str = "lz4"  # lz4 | zstd | snappy | gzip | none: Kafka compression of the producers
+    replay_control_port: int = 8790  # HTTP playback control of `orderflow replay` on loopback (0: any free port)
     sink_group: str = "orderflow-sink"  # Kafka consumer group of `orderflow sink`
     sink_metrics_port: int = 9108  # /metrics and /health of `orderflow sink`
     sink_batch_rows: int = 20_000  # the sink writes a batch when it holds this many rows...
@@ -67,6 +69,7 @@ class Settings:
             ("pg_port", self.pg_port, 1, 65535),
             ("frame_max_records", self.frame_max_records, 1, 1_000_000),
             ("topic_partitions", self.topic_partitions, 0, 10_000),
+            ("replay_control_port", self.replay_control_port, 0, 65535),
             ("sink_metrics_port", self.sink_metrics_port, 0, 65535),
             ("sink_batch_rows", self.sink_batch_rows, 1, 10_000_000),
             ("sink_max_pending_rows", self.sink_max_pending_rows, 1, 100_000_000),
@@ -81,6 +84,7 @@ class Settings:
         if self.frame_linger_ms < 0:
             raise SettingsError(f"{PREFIX}FRAME_LINGER_MS={self.frame_linger_ms}: must not be negative")
         _one_of("crossed_policy", self.crossed_policy, ("keep", "match", "drop-stale"))
+        _one_of("producer_compression", self.producer_compression, ("lz4", "zstd", "snappy", "gzip", "none"))
         _one_of("log_format", self.log_format, ("json", "text"))
         _one_of("log_level", self.log_level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 
