@@ -50,6 +50,16 @@ class Settings:
     db_retention_days: int = 0  # raw rows older than this are dropped (0: kept forever)
     db_aggregate_retention_days: int = 0  # aggregate rows older than this are dropped (0: kept forever)
     db_compress_after_hours: int = 24  # TimescaleDB: compress chunks older than this (0: no compression policy)
+    streams_app_id: str = "orderflow-books"  # Faust app id of `orderflow worker`: its consumer group and tables
+    streams_web_port: int = 6066  # web views of `orderflow worker`; `orderflow run` gives worker i port + i
+    streams_workdir: str = ""  # RocksDB folder of a worker; empty: <home>/streams/<app id>-<web port>
+    streams_commit_interval_ms: float = 1000.0  # book checkpoints and offset commits, this often
+    streams_mbp10_interval_ms: float = 1000.0  # at most one MBP-10 snapshot per instrument this often
+    streams_publisher: str = "confluent"  # output producer: confluent (librdkafka) or faust (aiokafka)
+    streams_session_timeout_ms: float = 10000.0  # Kafka group session: how soon a dead worker's books move
+    streams_standby_replicas: int = 0  # Faust standby copies of the checkpoint table on other workers
+    streams_gap_threshold: int = 0  # report a sequence jump larger than this as a gap anomaly (0: off)
+    streams_loop: str = "uvloop"  # event loop of `orderflow worker`: uvloop or asyncio
 
     @property
     def bootstrap_servers(self) -> str:
@@ -76,6 +86,9 @@ class Settings:
             ("db_retention_days", self.db_retention_days, 0, 100_000),
             ("db_aggregate_retention_days", self.db_aggregate_retention_days, 0, 100_000),
             ("db_compress_after_hours", self.db_compress_after_hours, 0, 1_000_000),
+            ("streams_web_port", self.streams_web_port, 1, 65535),
+            ("streams_standby_replicas", self.streams_standby_replicas, 0, 16),
+            ("streams_gap_threshold", self.streams_gap_threshold, 0, 4_294_967_295),
         ):
             if not low <= value <= high:
                 raise SettingsError(f"{PREFIX}{name.upper()}={value}: expected an integer in [{low}, {high}]")
@@ -83,6 +96,15 @@ class Settings:
             raise SettingsError(f"{PREFIX}SINK_BATCH_MS={self.sink_batch_ms}: must be positive")
         if self.frame_linger_ms < 0:
             raise SettingsError(f"{PREFIX}FRAME_LINGER_MS={self.frame_linger_ms}: must not be negative")
+        for name, ms in (
+            ("streams_commit_interval_ms", self.streams_commit_interval_ms),
+            ("streams_mbp10_interval_ms", self.streams_mbp10_interval_ms),
+            ("streams_session_timeout_ms", self.streams_session_timeout_ms),
+        ):
+            if ms <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()}={ms}: must be positive")
+        _one_of("streams_publisher", self.streams_publisher, ("confluent", "faust"))
+        _one_of("streams_loop", self.streams_loop, ("uvloop", "asyncio"))
         _one_of("crossed_policy", self.crossed_policy, ("keep", "match", "drop-stale"))
         _one_of("producer_compression", self.producer_compression, ("lz4", "zstd", "snappy", "gzip", "none"))
         _one_of("log_format", self.log_format, ("json", "text"))
