@@ -171,7 +171,7 @@ def format_storage(java: str, layout: Layout) -> str:
     if proc_.returncode != 0:
         out = (proc_.stdout + proc_.stderr).strip().splitlines()
         raise StartError(f"formatting the Kafka storage in {layout.kafka_data} failed: {' '.join(out[-3:])}",
-                         f"check {layout.kafka_config}")
+                         f"check the JVM flags (KAFKA_JVM_PERFORMANCE_OPTS) and {layout.kafka_config}")
     layout.kafka_cluster_id.write_text(cluster_id + "\n")
     logger.info("formatted Kafka storage %s (cluster %s)", layout.kafka_data, cluster_id)
     return cluster_id

@@ -249,3 +249,18 @@ def processes_mentioning(text: str) -> list[int]:
             if args and any(text in arg for arg in args):
                 found.append(int(entry.name))
     return found
+
+
+@pytest.mark.slow
+def test_jvm_flag_error_is_clear(lifecycle: Settings) -> None:
+    out = run_cli(cli_env(lifecycle, KAFKA_JVM_PERFORMANCE_OPTS="-XX:+NoSuchJvmFlag"), "stack", "up")
+    assert_clear_error(out, "Unrecognized VM option 'NoSuchJvmFlag'", "KAFKA_JVM_PERFORMANCE_OPTS")
+
+
+@pytest.mark.slow
+def test_failed_start_stops_what_it_started(lifecycle: Settings) -> None:
+    env = cli_env(lifecycle, ORDERFLOW_KAFKA_HEAP="1k")  # the broker's JVM refuses such a heap
+    out = run_cli(env, "stack", "up")
+    assert_clear_error(out, "Kafka exited during start-up", "heap")
+    assert processes_mentioning(str(lifecycle.home)) == []
+    assert postgres.running_pid(Layout.of(lifecycle)) is None
