@@ -56,6 +56,7 @@ class VenueStats:
     checksums_ok: int = 0
     resyncs: int = 0
     snapshots: int = 0
+    out_of_order: int = 0  # sequenced messages older than the last one seen (skipped)
     reconnects: int = 0
     queue_drops: int = 0
     published: int = 0
