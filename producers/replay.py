@@ -55,7 +55,7 @@ class ReplayOptions:
 class ReplayState:
     """What the loop has done so far; read by /status and the progress line."""
 
-    state: str = "starting"  # starting | playing | paused | seeking | stopping | finished
+    state: str = "starting"  # starting | playing | paused | seeking | stopping | finished | failed
     position_ns: int | None = None  # ts_recv of the last record handed to the framer
     records_read: int = 0
     rejected: int = 0
@@ -123,19 +123,24 @@ class Replay:
         opts = self.options
         self.st.started = self._tick_at = self.clock()
         start_ns = opts.start_ns
-        while not self._stop and (opts.loops == 0 or self.st.loop < opts.loops):
-            self._break = False
-            self.pacer.reset()
-            self._play_pass(start_ns)
-            if self._seek_to is not None:
-                start_ns, self._seek_to = self._seek_to, None
-                continue
-            start_ns = opts.start_ns
-            if not self._break:
-                self.st.loop += 1
-        self.st.state = "stopping" if self._stop else "finished"
-        self._send(self.framer.flush(time.time_ns()))
-        self._progress(self.clock(), final=True)
+        try:
+            while not self._stop and (opts.loops == 0 or self.st.loop < opts.loops):
+                self._break = False
+                self.pacer.reset()
+                self._play_pass(start_ns)
+                if self._seek_to is not None:
+                    start_ns, self._seek_to = self._seek_to, None
+                    continue
+                start_ns = opts.start_ns
+                if not self._break:
+                    self.st.loop += 1
+            self.st.state = "stopping" if self._stop else "finished"
+        except InvalidRecordError:
+            self.st.state = "failed"
+            raise
+        finally:  # what was read before a stop or an invalid record still goes out
+            self._send(self.framer.flush(time.time_ns()))
+            self._progress(self.clock(), final=True)
         return self.st
 
     def _play_pass(self, start_ns: int | None) -> None:
