@@ -1,0 +1,143 @@
+"""PostgreSQL binary COPY encoding of sink rows, without building datetime objects.
+
+A row is a tuple in a table's column order (see :mod:`sinks.tables`); ``ts`` columns carry integer nanoseconds
+since the UNIX epoch and are written as microseconds since 2000-01-01, PostgreSQL's timestamptz. Binary COPY is
+about 1.4x faster than text COPY for these rows (docs/benchmarks.md), and encoding here runs at about 800k BBO
+rows/s, faster than the server consumes them.
+
+Each table gets one encoder function, generated once from its columns: rows without NULLs go through a single
+precompiled ``struct`` call per run of fixed-width columns; any NULL falls back to the per-value path.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from sinks.tables import Column, Row, TableSpec
+
+HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+TRAILER = b"\xff\xff"
+NULL = struct.pack("!i", -1)
+PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since the UNIX epoch
+INT8_OID = 20
+
+_I4 = struct.Struct("!i")
+_FIXED = {"ts": ("q", 8), "int8": ("q", 8), "int4": ("i", 4), "bool": ("?", 1), "float8": ("d", 8)}
+
+RowEncoder = Callable[[Row], bytes]
+
+
+def _ts(ns: int) -> bytes:
+    return b"\x00\x00\x00\x08" + struct.pack("!q", ns // 1000 - PG_EPOCH_US)
+
+
+def _int8(v: int) -> bytes:
+    return b"\x00\x00\x00\x08" + struct.pack("!q", v)
+
+
+def _int4(v: int) -> bytes:
+    return b"\x00\x00\x00\x04" + struct.pack("!i", v)
+
+
+def _bool(v: bool) -> bytes:
+    return b"\x00\x00\x00\x01\x01" if v else b"\x00\x00\x00\x01\x00"
+
+
+def _float8(v: float) -> bytes:
+    return b"\x00\x00\x00\x08" + struct.pack("!d", v)
+
+
+def _text(v: str) -> bytes:
+    data = v.encode()
+    return _I4.pack(len(data)) + data
+
+
+def _int8_array(values: Sequence[int]) -> bytes:
+    """A one-dimensional bigint[] (an empty list is the empty array)."""
+    n = len(values)
+    if n == 0:
+        body = struct.pack("!iii", 0, 0, INT8_OID)
+    else:
+        body = struct.pack(f"!iiiii{'iq' * n}", 1, 0, INT8_OID, n, 1, *[x for v in values for x in (8, v)])
+    return _I4.pack(len(body)) + body
+
+
+VALUE_ENCODERS: dict[str, Callable[[Any], bytes]] = {
+    "ts": _ts, "int8": _int8, "int4": _int4, "bool": _bool, "float8": _float8, "text": _text, "int8[]": _int8_array,
+}
+
+
+def generic_encoder(columns: Sequence[Column]) -> RowEncoder:
+    """The per-value encoder: handles NULLs and every column kind."""
+    count = struct.pack("!h", len(columns))
+    encoders = [VALUE_ENCODERS[c.kind] for c in columns]
+
+    def encode(row: Row) -> bytes:
+        return count + b"".join(NULL if v is None else enc(v) for enc, v in zip(encoders, row, strict=True))
+
+    return encode
+
+
+def row_encoder(columns: Sequence[Column]) -> RowEncoder:
+    """A fast encoder for ``columns``: one struct call per run of fixed-width columns, generated as code."""
+    generic = generic_encoder(columns)
+    env: dict[str, Any] = {"generic": generic, "PG_EPOCH_US": PG_EPOCH_US, "VALUE_ENCODERS": VALUE_ENCODERS}
+    parts: list[str] = []
+    fmt, args = "!h", [str(len(columns))]
+
+    def flush() -> None:
+        nonlocal fmt, args
+        if args:
+            name = f"s{len(env)}"
+            env[name] = struct.Struct(fmt)
+            parts.append(f"{name}.pack({', '.join(args)})")
+        fmt, args = "!", []
+
+    for i, col in enumerate(columns):
+        if col.kind in _FIXED:
+            code, size = _FIXED[col.kind]
+            fmt += "i" + code
+            value = f"r[{i}] // 1000 - PG_EPOCH_US" if col.kind == "ts" else f"r[{i}]"
+            args += [str(size), value]
+        else:
+            flush()
+            env[f"e{i}"] = VALUE_ENCODERS[col.kind]
+            parts.append(f"e{i}(r[{i}])")
+    flush()
+    nullable = [i for i, c in enumerate(columns) if c.nullable]
+    guard = " or ".join(f"r[{i}] is None" for i in nullable)
+    lines = ["def encode(r):"]
+    if guard:
+        lines += [f"    if {guard}:", "        return generic(r)"]
+    lines.append("    return " + " + ".join(parts))
+    exec("\n".join(lines), env)  # generated from the column kinds above, never from data
+    return env["encode"]
+
+
+_ENCODERS: dict[str, RowEncoder] = {}
+
+
+def encoder_for(table: TableSpec) -> RowEncoder:
+    """The cached fast encoder of ``table``."""
+    enc = _ENCODERS.get(table.name)
+    if enc is None:
+        enc = _ENCODERS[table.name] = row_encoder(table.columns)
+    return enc
+
+
+def chunks(table: TableSpec, rows: Iterable[Row], chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+    """The binary COPY stream of ``rows`` (header, rows, trailer) in pieces of about ``chunk_bytes``."""
+    encode = encoder_for(table)
+    buf = [HEADER]
+    size = len(HEADER)
+    for row in rows:
+        data = encode(row)
+        buf.append(data)
+        size += len(data)
+        if size >= chunk_bytes:
+            yield b"".join(buf)
+            buf, size = [], 0
+    buf.append(TRAILER)
+    yield b"".join(buf)

@@ -1,0 +1,346 @@
+"""``orderflow sink``: Kafka output topics -> PostgreSQL, in batches, idempotent, with backpressure.
+
+The consumer thread (this module) polls Kafka, decodes each message with :mod:`topics.codec`, turns it into rows
+and fills a batch bounded by rows and age. A full batch goes to the :class:`~sinks.writer.Writer` thread, which
+COPYs it into the database while the consumer keeps decoding. Kafka offsets are committed manually, only for
+batches the database has committed. When the writer retries an outage, or more than ``max_pending_rows`` rows
+are held, the consumer pauses its partitions (still polling, so it stays in the group) and resumes once the
+writer is healthy and the backlog halved: memory stays bounded and no row is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from sinks.batching import Accumulator, Backoff
+from sinks.batching import TopicPartition as TP
+from sinks.deadletter import DeadLetters
+from sinks.errors import RowError, SinkBackpressure, SinkError
+from sinks.metrics import HealthServer, SinkMetrics
+from sinks.store import RowStore
+from sinks.tables import TableSpec
+from sinks.writer import FAILED, HEALTHY, RETRYING, Writer
+from topics import codec
+from topics.errors import DecodeError
+
+logger = logging.getLogger(__name__)
+
+CONSUME_BATCH = 5000
+POLL_CAP_S = 0.1
+LAG_EVERY_S = 2.0
+PROGRESS_EVERY_S = 10.0
+
+
+@dataclass
+class SinkConfig:
+    bootstrap_servers: str
+    topics: dict[str, TableSpec]  # Kafka topic -> the table it feeds
+    group_id: str = "orderflow-sink"
+    batch_rows: int = 20_000
+    batch_ms: float = 250.0
+    max_pending_rows: int = 200_000
+    dead_letter_topic: str = "orderflow.deadletter"
+    metrics_port: int | None = None  # None: no HTTP server; 0: any free port
+    idle_exit_s: float | None = None  # stop once nothing arrived for this long and everything is stored
+    drain_timeout_s: float = 30.0
+    consumer_config: dict[str, str] = field(default_factory=dict)
+
+    def kafka_config(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers, "group.id": self.group_id,
+            "enable.auto.commit": False, "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100, "queued.max.messages.kbytes": 32768, "client.id": "orderflow-sink",
+            "error_cb": _kafka_error,
+        }
+        conf.update(self.consumer_config)
+        return conf
+
+
+def _kafka_error(err: KafkaError) -> None:
+    logger.warning("kafka: %s", err)
+
+
+class Sink:
+    def __init__(self, config: SinkConfig, connect: Callable[[], RowStore], consumer: Any = None,
+                 dead_letters: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.metrics = SinkMetrics()
+        self._clock = clock
+        self._consumer = consumer or Consumer(config.kafka_config())
+        self._dead = dead_letters or DeadLetters(config.bootstrap_servers, config.dead_letter_topic)
+        self._acc = Accumulator(config.batch_rows, config.batch_ms / 1000)
+        queue_bound = max(config.batch_rows, config.max_pending_rows - config.batch_rows)
+        self.writer = Writer(connect, self.metrics, queue_bound, Backoff(0.1, 5.0))
+        self._decoders = {topic: (spec.name, spec.record_type, spec.to_rows) for topic, spec in config.topics.items()}
+        self._stop = threading.Event()
+        self._assigned: set[TP] = set()
+        self._paused = False
+        self._committed: dict[TP, int] = {}
+        self._uncommitted: dict[TP, int] = {}
+        self._http: HealthServer | None = None
+        self._last_message_at = clock()
+        self._last_lag_at = 0.0
+        self._progress = _Progress(clock())
+        self.rows_committed = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish: it stores what it holds, commits, and returns."""
+        self._stop.set()
+
+    @property
+    def http_port(self) -> int | None:
+        return self._http.port if self._http else None
+
+    def run(self) -> int:
+        """Consume until stopped (or idle, with ``idle_exit_s``); returns the exit code."""
+        self._start()
+        try:
+            while not self._stop.is_set():
+                self._step()
+                if self._idle_done():
+                    logger.info("idle for %.1f s with everything stored: stopping", self.config.idle_exit_s)
+                    break
+            return self._drain()
+        finally:
+            self._close()
+
+    def _start(self) -> None:
+        self.writer.start()
+        if self.config.metrics_port is not None:
+            self._http = HealthServer(self.metrics, self.health, port=self.config.metrics_port).start()
+        self._consumer.subscribe(list(self.config.topics), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                 on_lost=self._on_lost)
+        logger.info("sink consuming %s as group %s", ", ".join(sorted(self.config.topics)), self.config.group_id)
+
+    def _close(self) -> None:
+        self.writer.stop()
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as e:
+            logger.warning("closing the consumer: %s", e)
+        self._dead.close()
+        if self._http:
+            self._http.stop()
+
+    def _drain(self) -> int:
+        if self._acc.batch.n_messages:
+            self.writer.submit(self._acc.take(), force=True)
+        drained = self.writer.wait_idle(self.config.drain_timeout_s)
+        self._commit_finished()
+        if self.writer.state == FAILED:
+            logger.error("stopped: the database refused a batch (%s)", self.writer.error)
+            return 1
+        if not drained:
+            logger.warning("stopped with rows not yet stored: their offsets stay uncommitted and will be replayed")
+        logger.info("sink stopped: %d rows committed", self.rows_committed)
+        return 0
+
+    def _idle_done(self) -> bool:
+        idle = self.config.idle_exit_s
+        return (idle is not None and self._clock() - self._last_message_at >= idle
+                and self._acc.batch.n_messages == 0 and self.writer.idle() and not self._uncommitted)
+
+    # -- one turn of the loop --------------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        if self.writer.state == FAILED:
+            raise SinkError(f"the database writer stopped: {self.writer.error}")
+        self._commit_finished()
+        self._flow_control()
+        now = self._clock()
+        msgs = self._consumer.consume(CONSUME_BATCH, self._acc.wait_s(now, POLL_CAP_S))
+        now = self._clock()
+        if msgs:
+            self._handle(msgs, now)
+            self._last_message_at = now
+        if self._acc.due(now):
+            self._flush()
+        if now - self._last_lag_at >= LAG_EVERY_S:
+            self._last_lag_at = now
+            self._update_lag()
+            self._progress.log(now, self)
+
+    def _handle(self, msgs: list[Any], now: float) -> None:  # confluent Messages; Any keeps the hot loop lean
+        add = self._acc.add
+        per_topic: Counter[str] = Counter()
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                self._on_message_error(msg, err)
+                continue
+            topic = msg.topic()
+            per_topic[topic] += 1
+            tp = (topic, msg.partition())
+            table, record_type, to_rows = self._decoders[topic]
+            try:
+                rows = to_rows(codec.decode(record_type, msg.value()))
+            except (DecodeError, RowError) as e:
+                self._dead.send(msg, str(e))
+                self.metrics.dead_letters.labels(topic).inc()
+                add(tp, msg.offset(), None, [], now)
+                continue
+            add(tp, msg.offset(), table, rows, now)
+        for topic, n in per_topic.items():
+            self.metrics.messages.labels(topic).inc(n)
+
+    def _on_message_error(self, msg: Message, err: KafkaError) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
+        if err.fatal():
+            raise SinkError(f"fatal Kafka error: {err}")
+        logger.warning("kafka message error: %s", err, extra=where)
+
+    def _flush(self) -> None:
+        try:
+            self.writer.submit(self._acc.batch)
+        except SinkBackpressure as e:
+            self._pause(str(e))
+            return
+        self._acc.take()
+
+    # -- flow control ----------------------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pending_rows(self) -> int:
+        return self._acc.pending_rows + self.writer.pending_rows
+
+    def _flow_control(self) -> None:
+        pending = self.pending_rows()
+        self.metrics.pending_rows.set(pending)
+        state = self.writer.state
+        if not self._paused and (state == RETRYING or pending >= self.config.max_pending_rows):
+            self._pause("the database is unavailable" if state == RETRYING else f"{pending} rows pending")
+        elif self._paused and state == HEALTHY and pending <= self.config.max_pending_rows // 2:
+            self._resume(pending)
+
+    def _pause(self, why: str) -> None:
+        if self._paused:
+            return
+        self._consumer.pause(self._partitions(self._assigned))
+        self._paused = True
+        self.metrics.paused.set(1)
+        logger.warning("pausing consumption: %s", why)
+
+    def _resume(self, pending: int) -> None:
+        self._consumer.resume(self._partitions(self._assigned))
+        self._paused = False
+        self.metrics.paused.set(0)
+        logger.info("resuming consumption (%d rows pending)", pending)
+
+    @staticmethod
+    def _partitions(tps: set[TP]) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t, p in sorted(tps)]
+
+    # -- offsets ---------------------------------------------------------------------------------------------
+
+    def _commit_finished(self) -> None:
+        for batch in self.writer.finished():
+            self._uncommitted.update(batch.offsets)
+            self.rows_committed += batch.n_rows
+        todo = {tp: off for tp, off in self._uncommitted.items() if tp in self._assigned}
+        self._uncommitted = todo
+        if not todo:
+            return
+        self._dead.flush()
+        try:
+            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in todo.items()],
+                                  asynchronous=False)
+        except KafkaException as e:
+            self.metrics.commit_failures.inc()
+            logger.warning("offset commit failed (kept for the next commit): %s", e)
+            return
+        self.metrics.commits.inc()
+        self._committed.update(todo)
+        self._uncommitted = {}
+
+    def _update_lag(self) -> None:
+        for topic, partition in sorted(self._assigned):
+            try:
+                low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            except KafkaException:
+                continue
+            if high < 0:
+                continue
+            base = self._committed.get((topic, partition), low)
+            self.metrics.lag.labels(topic, str(partition)).set(max(0, high - base))
+
+    # -- rebalance -------------------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._assigned |= {(p.topic, p.partition) for p in partitions}
+        logger.info("assigned %s", _names(partitions))
+        if self._paused:
+            consumer.pause(partitions)
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        logger.info("revoked %s: storing and committing what is held", _names(partitions))
+        if self._acc.batch.n_messages:
+            self.writer.submit(self._acc.take(), force=True)
+        if not self.writer.wait_idle(self.config.drain_timeout_s):
+            logger.warning("rows of revoked partitions not stored in time: the next owner replays them")
+        self._commit_finished()
+        self._forget(partitions)
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        logger.warning("lost %s: the next owner replays what was not committed", _names(partitions))
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for p in partitions:
+            self._assigned.discard((p.topic, p.partition))
+            self._uncommitted.pop((p.topic, p.partition), None)
+            with contextlib.suppress(KeyError):
+                self.metrics.lag.remove(p.topic, str(p.partition))
+            self._committed.pop((p.topic, p.partition), None)
+
+    # -- health ----------------------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        state = self.writer.state
+        last = self.writer.last_commit_at
+        return {
+            "status": "ok" if state == HEALTHY else state,
+            "writer": state,
+            "paused": self._paused,
+            "pending_rows": self.pending_rows(),
+            "assigned_partitions": len(self._assigned),
+            "rows_committed": self.rows_committed,
+            "last_commit_age_s": None if last is None else round(time.time() - last, 3),
+        }
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"
+
+
+class _Progress:
+    """Logs rows committed per second every PROGRESS_EVERY_S."""
+
+    def __init__(self, now: float) -> None:
+        self.at = now
+        self.rows = 0
+
+    def log(self, now: float, sink: Sink) -> None:
+        if now - self.at < PROGRESS_EVERY_S:
+            return
+        rows = sink.rows_committed
+        rate = (rows - self.rows) / (now - self.at)
+        self.at, self.rows = now, rows
+        logger.info("%d rows committed (%.0f rows/s), %d pending, %s", rows, rate, sink.pending_rows(),
+                    "paused" if sink.paused else "consuming",
+                    extra={"rows_committed": rows, "rows_per_s": round(rate), "writer": sink.writer.state})

@@ -1,0 +1,202 @@
+"""The tables the sink writes: columns in COPY order, the natural key, and how a record becomes rows.
+
+Every price and size stays the 1e-9 fixed-point integer it is on the wire (BIGINT: exact, and the fastest type to
+COPY); views in the schema expose numeric prices. ``ts`` is each table's time axis (hypertable dimension), a
+microsecond ``timestamptz``; the exact nanosecond timestamps are kept beside it as ``*_ns`` BIGINT columns.
+A row's ``ts`` value is carried as integer nanoseconds and converted by the COPY encoder.
+
+Unsigned 64-bit venue order ids are stored as their two's-complement BIGINT (``v_book_trades`` shows them back
+as numeric). The natural key of each table is a UNIQUE constraint: a replayed record inserts nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sinks.errors import RowError
+from topics import catalog, records
+from topics.records import (
+    BboUpdate,
+    BookAnomaly,
+    BookTrade,
+    FeatureBar,
+    Mbp10Snapshot,
+    QuoteTick,
+    RegimeSignal,
+    TradeTick,
+)
+
+Row = tuple[Any, ...]
+INT64_MAX = 9_223_372_036_854_775_807
+UINT64_WRAP = 1 << 64
+
+# column kinds understood by the COPY encoder (sinks.copybin) and the SQL type each stands for
+SQL_TYPES = {
+    "ts": "timestamp with time zone",
+    "int8": "bigint",
+    "int4": "integer",
+    "bool": "boolean",
+    "text": "text",
+    "float8": "double precision",
+    "int8[]": "ARRAY",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # a key of SQL_TYPES
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table fed from one topic: its columns in COPY order, its natural key, and the record mapper."""
+
+    name: str
+    topic: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    to_rows: Callable[[Any], list[Row]]
+
+    @property
+    def record_type(self) -> type:
+        return getattr(records, catalog.topic(self.topic).value)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def key_of(self, row: Row) -> Row:
+        """The natural-key values of ``row``."""
+        names = self.column_names
+        return tuple(row[names.index(k)] for k in self.key)
+
+
+def _cols(spec: str) -> tuple[Column, ...]:
+    """``"ts:ts instrument_id:int8 bid_px:int8?"`` -> columns; a trailing ``?`` marks a nullable column."""
+    out = []
+    for item in spec.split():
+        name, kind = item.split(":")
+        out.append(Column(name, kind.rstrip("?"), kind.endswith("?")))
+    return tuple(out)
+
+
+def _check_i64(record: Any, names: Sequence[str]) -> None:
+    for name in names:
+        if getattr(record, name) > INT64_MAX:
+            raise RowError(f"$.{name}", f"{getattr(record, name)} does not fit a signed 64-bit column")
+
+
+def _signed64(value: int) -> int:
+    return value - UINT64_WRAP if value > INT64_MAX else value
+
+
+_BOOK_HEAD = "ts:ts instrument_id:int8 publisher_id:int4 sequence:int8 ts_recv_ns:int8 ts_event_ns:int8"
+_BOOK_KEY = ("instrument_id", "ts", "publisher_id", "ts_recv_ns", "sequence")
+
+
+def bbo_rows(r: BboUpdate) -> list[Row]:
+    if r.ts_recv > INT64_MAX or r.ts_event > INT64_MAX or r.bid_sz > INT64_MAX or r.ask_sz > INT64_MAX \
+            or r.bid_ct > INT64_MAX or r.ask_ct > INT64_MAX:
+        _check_i64(r, ("ts_recv", "ts_event", "bid_sz", "ask_sz", "bid_ct", "ask_ct"))
+    return [(r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
+             r.bid_px, r.bid_sz, r.bid_ct, r.ask_px, r.ask_sz, r.ask_ct, r.crossed, r.duplicate)]
+
+
+def mbp10_rows(r: Mbp10Snapshot) -> list[Row]:
+    _check_i64(r, ("ts_recv", "ts_event"))
+    for side, levels in (("bids", r.bids), ("asks", r.asks)):
+        for i, lv in enumerate(levels):
+            if lv.size > INT64_MAX or lv.count > INT64_MAX:
+                raise RowError(f"$.{side}[{i}]", "size or count does not fit a signed 64-bit column")
+    return [(r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
+             [lv.price for lv in r.bids], [lv.size for lv in r.bids], [lv.count for lv in r.bids],
+             [lv.price for lv in r.asks], [lv.size for lv in r.asks], [lv.count for lv in r.asks],
+             r.crossed, r.duplicate)]
+
+
+def book_trade_rows(r: BookTrade) -> list[Row]:
+    _check_i64(r, ("ts_recv", "ts_event"))
+    return [(r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
+             r.price, r.size, r.side, _signed64(r.order_id), r.synthetic, r.duplicate)]
+
+
+def anomaly_rows(r: BookAnomaly) -> list[Row]:
+    _check_i64(r, ("ts_recv", "ts_event", "count"))
+    return [(r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
+             r.kind, r.detail, r.count)]
+
+
+def exchange_trade_rows(r: TradeTick) -> list[Row]:
+    _check_i64(r, ("ts_event", "ts_recv", "size"))
+    return [(r.ts_event, r.venue, r.symbol, r.trade_id, r.ts_event, r.ts_recv, r.price, r.size, r.side)]
+
+
+def exchange_quote_rows(r: QuoteTick) -> list[Row]:
+    _check_i64(r, ("ts_event", "ts_recv", "bid_sz", "ask_sz"))
+    return [(r.ts_event, r.venue, r.symbol, r.ts_event, r.ts_recv, r.bid_px, r.bid_sz, r.ask_px, r.ask_sz)]
+
+
+def feature_rows(r: FeatureBar) -> list[Row]:
+    _check_i64(r, ("ts_event", "interval_ns"))
+    return [(r.ts_event, r.instrument, r.interval_ns, name, value) for name, value in r.values.items()]
+
+
+def regime_rows(r: RegimeSignal) -> list[Row]:
+    _check_i64(r, ("ts_event", "interval_ns"))
+    return [(r.ts_event, r.instrument, r.interval_ns, r.kind, r.state, r.probability, r.changed)]
+
+
+BBO = TableSpec(
+    "bbo", catalog.BOOK_BBO.name,
+    _cols(_BOOK_HEAD + " bid_px:int8? bid_sz:int8 bid_ct:int8 ask_px:int8? ask_sz:int8 ask_ct:int8"
+          " crossed:bool duplicate:bool"),
+    _BOOK_KEY, bbo_rows,
+)
+MBP10 = TableSpec(
+    "mbp10", catalog.BOOK_MBP10.name,
+    _cols(_BOOK_HEAD + " bid_px:int8[] bid_sz:int8[] bid_ct:int8[] ask_px:int8[] ask_sz:int8[] ask_ct:int8[]"
+          " crossed:bool duplicate:bool"),
+    _BOOK_KEY, mbp10_rows,
+)
+BOOK_TRADES = TableSpec(
+    "book_trades", catalog.BOOK_TRADES.name,
+    _cols(_BOOK_HEAD + " price:int8 size:int8 side:text order_id:int8 synthetic:bool duplicate:bool"),
+    (*_BOOK_KEY, "order_id", "side", "price", "size", "synthetic"), book_trade_rows,
+)
+BOOK_ANOMALIES = TableSpec(
+    "book_anomalies", catalog.BOOK_ANOMALIES.name,
+    _cols(_BOOK_HEAD + " kind:text detail:text count:int8"),
+    (*_BOOK_KEY, "kind"), anomaly_rows,
+)
+EXCHANGE_TRADES = TableSpec(
+    "exchange_trades", catalog.TICKS_TRADES.name,
+    _cols("ts:ts venue:text symbol:text trade_id:text ts_event_ns:int8 ts_recv_ns:int8 price:int8 size:int8"
+          " side:text"),
+    ("venue", "symbol", "trade_id", "ts"), exchange_trade_rows,
+)
+EXCHANGE_QUOTES = TableSpec(
+    "exchange_quotes", catalog.TICKS_QUOTES.name,
+    _cols("ts:ts venue:text symbol:text ts_event_ns:int8 ts_recv_ns:int8 bid_px:int8? bid_sz:int8"
+          " ask_px:int8? ask_sz:int8"),
+    ("venue", "symbol", "ts", "ts_event_ns", "ts_recv_ns"), exchange_quote_rows,
+)
+FEATURE_BARS = TableSpec(
+    "feature_bars", catalog.FEATURES_BARS.name,
+    _cols("ts:ts instrument:text interval_ns:int8 name:text value:float8?"),
+    ("instrument", "interval_ns", "name", "ts"), feature_rows,
+)
+REGIME_SIGNALS = TableSpec(
+    "regime_signals", catalog.SIGNALS_REGIME.name,
+    _cols("ts:ts instrument:text interval_ns:int8 kind:text state:text probability:float8 changed:bool"),
+    ("instrument", "kind", "interval_ns", "ts"), regime_rows,
+)
+
+TABLES: tuple[TableSpec, ...] = (
+    BBO, MBP10, BOOK_TRADES, BOOK_ANOMALIES, EXCHANGE_TRADES, EXCHANGE_QUOTES, FEATURE_BARS, REGIME_SIGNALS,
+)
+BY_NAME: dict[str, TableSpec] = {t.name: t for t in TABLES}
+BY_TOPIC: dict[str, TableSpec] = {t.topic: t for t in TABLES}
