@@ -40,6 +40,11 @@ class Settings:
     crossed_policy: str = "keep"  # keep | match | drop-stale
     frame_max_records: int = 250
     frame_linger_ms: float = 5.0
+    exchange_data: Path = PROJECT_ROOT.parent / "shared" / "data" / "exchanges"  # recorded venue captures
+    exchange_queue_max: int = 100_000  # records between the exchange sockets and Kafka
+    exchange_queue_policy: str = "drop-oldest"  # drop-oldest | drop-newest, when that queue is full
+    exchange_watchdog_s: float = 30.0  # reconnect a venue silent for this long
+    exchange_metrics_port: int = 9109  # Prometheus /metrics and /health of `orderflow ingest` (0: off)
     producer_compression: str = "lz4"  # lz4 | zstd | snappy | gzip | none: Kafka compression of the producers
     replay_control_port: int = 8790  # HTTP playback control of `orderflow replay` on loopback (0: any free port)
     sink_group: str = "orderflow-sink"  # Kafka consumer group of `orderflow sink`
@@ -89,6 +94,8 @@ class Settings:
             ("streams_web_port", self.streams_web_port, 1, 65535),
             ("streams_standby_replicas", self.streams_standby_replicas, 0, 16),
             ("streams_gap_threshold", self.streams_gap_threshold, 0, 4_294_967_295),
+            ("exchange_queue_max", self.exchange_queue_max, 1, 10_000_000),
+            ("exchange_metrics_port", self.exchange_metrics_port, 0, 65535),
         ):
             if not low <= value <= high:
                 raise SettingsError(f"{PREFIX}{name.upper()}={value}: expected an integer in [{low}, {high}]")
@@ -105,6 +112,9 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name.upper()}={ms}: must be positive")
         _one_of("streams_publisher", self.streams_publisher, ("confluent", "faust"))
         _one_of("streams_loop", self.streams_loop, ("uvloop", "asyncio"))
+        if self.exchange_watchdog_s <= 0:
+            raise SettingsError(f"{PREFIX}EXCHANGE_WATCHDOG_S={self.exchange_watchdog_s}: must be positive")
+        _one_of("exchange_queue_policy", self.exchange_queue_policy, ("drop-oldest", "drop-newest"))
         _one_of("crossed_policy", self.crossed_policy, ("keep", "match", "drop-stale"))
         _one_of("producer_compression", self.producer_compression, ("lz4", "zstd", "snappy", "gzip", "none"))
         _one_of("log_format", self.log_format, ("json", "text"))
