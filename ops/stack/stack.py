@@ -7,10 +7,16 @@ file and command line show they belong to this stack's home.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psycopg
+from confluent_kafka import KafkaException
 
 from ops.stack import jars, kafka, postgres, proc
 from ops.stack.errors import MissingToolError, StackError
@@ -83,8 +89,26 @@ def _preflight(settings: Settings, layout: Layout, kafka_needed: bool, pg_needed
     return _Plan(java, pg_bin, postgres.timescaledb_installed(pg_bin))
 
 
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Failures of the tools underneath (files, subprocesses, clients) as one :class:`StackError`."""
+    try:
+        yield
+    except StackError:
+        raise
+    except (OSError, subprocess.SubprocessError, KafkaException, psycopg.Error) as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StackError(f"{action} failed: {type(e).__name__}: {detail}",
+                         "see `orderflow stack logs` for the services' side") from e
+
+
 def up(settings: Settings) -> UpReport:
     """Start whatever part of the stack is not running yet; idempotent."""
+    with _translated("stack up"):
+        return _up(settings)
+
+
+def _up(settings: Settings) -> UpReport:
     layout = Layout.of(settings)
     report = UpReport()
     kafka_pid, pg_pid = kafka.running_pid(layout), postgres.running_pid(layout)
@@ -144,12 +168,17 @@ def _stop(settings: Settings, layout: Layout, services: list[str]) -> list[tuple
 
 def down(settings: Settings) -> list[tuple[str, str]]:
     """Stop the services this stack's home started; (service, what happened) for each."""
-    return _stop(settings, Layout.of(settings), list(SERVICES))
+    with _translated("stack down"):
+        return _stop(settings, Layout.of(settings), list(SERVICES))
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
     """Each service: running or not, address, PID, health seen by a client, and PostgreSQL's mode."""
-    layout = Layout.of(settings)
+    with _translated("stack status"):
+        return _status(settings, Layout.of(settings))
+
+
+def _status(settings: Settings, layout: Layout) -> list[ServiceStatus]:
     result = []
     pid = kafka.running_pid(layout)
     health = kafka.health(settings) if pid else "-"

@@ -264,3 +264,10 @@ def test_failed_start_stops_what_it_started(lifecycle: Settings) -> None:
     assert_clear_error(out, "Kafka exited during start-up", "heap")
     assert processes_mentioning(str(lifecycle.home)) == []
     assert postgres.running_pid(Layout.of(lifecycle)) is None
+
+
+def test_unexpected_os_error_is_one_message(fresh: Settings, tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "plain-file"
+    not_a_folder.write_text("x")
+    out = run_cli(cli_env(fresh, ORDERFLOW_HOME=str(not_a_folder)), "stack", "up")
+    assert_clear_error(out, "stack up failed: NotADirectoryError")
