@@ -213,6 +213,7 @@ def header(layout: Layout = "by-side", levels: int = LEVELS) -> list[str]:
     return [*cols, "symbol", "order_id"] if layout == "by-side" else [*cols, "symbol"]
 
 
+@lru_cache(maxsize=1 << 16)
 def format_price(value: int) -> str:
     """``5510000000`` -> ``"5.510000000"`` (always 9 decimals); empty for UNDEF_PRICE."""
     if value == UNDEF_PRICE:
