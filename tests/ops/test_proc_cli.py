@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,9 @@ def test_is_ours_checks_the_command_line() -> None:
 def test_terminate_and_wait_gone_reap_a_child() -> None:
     child = subprocess.Popen(["sleep", "60"])
     try:
+        deadline = time.monotonic() + 10  # between fork and exec /proc shows the parent's command line
+        while proc.cmdline(child.pid) != ["sleep", "60"] and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert proc.cmdline(child.pid) == ["sleep", "60"]
         assert proc.terminate(child.pid, timeout=10)
         assert proc.cmdline(child.pid) is None
