@@ -87,6 +87,7 @@ class Sink:
         self._committed: dict[TP, int] = {}
         self._uncommitted: dict[TP, int] = {}
         self._http: HealthServer | None = None
+        self._closing = False
         self._last_message_at = clock()
         self._last_lag_at = 0.0
         self._progress = _Progress(clock())
@@ -116,6 +117,7 @@ class Sink:
             self._close()
 
     def _start(self) -> None:
+        self._check_topics()
         self.writer.start()
         if self.config.metrics_port is not None:
             self._http = HealthServer(self.metrics, self.health, port=self.config.metrics_port).start()
@@ -123,12 +125,25 @@ class Sink:
                                  on_lost=self._on_lost)
         logger.info("sink consuming %s as group %s", ", ".join(sorted(self.config.topics)), self.config.group_id)
 
+    def _check_topics(self) -> None:
+        """Fail fast, naming them, when the dead-letter topic or an input topic does not exist."""
+        wanted = [self.config.dead_letter_topic, *self.config.topics]
+        try:
+            known = self._consumer.list_topics(timeout=10).topics
+        except KafkaException as e:
+            raise SinkError(f"cannot reach Kafka at {self.config.bootstrap_servers}: {e}") from e
+        missing = [t for t in wanted if t not in known or known[t].error is not None]
+        if missing:
+            raise SinkError(f"topics missing on the broker: {', '.join(missing)} (`orderflow stack up` creates the "
+                            "catalog topics)")
+
     def _close(self) -> None:
-        self.writer.stop()
+        self._closing = True  # a revoke while closing neither drains nor commits: run() did, or must not
         try:
             self._consumer.close()
         except (KafkaException, RuntimeError) as e:
             logger.warning("closing the consumer: %s", e)
+        self.writer.stop()
         self._dead.close()
         if self._http:
             self._http.stop()
@@ -148,7 +163,7 @@ class Sink:
 
     def _idle_done(self) -> bool:
         idle = self.config.idle_exit_s
-        return (idle is not None and self._clock() - self._last_message_at >= idle
+        return (idle is not None and bool(self._assigned) and self._clock() - self._last_message_at >= idle
                 and self._acc.batch.n_messages == 0 and self.writer.idle() and not self._uncommitted)
 
     # -- one turn of the loop --------------------------------------------------------------------------------
@@ -283,11 +298,15 @@ class Sink:
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._assigned |= {(p.topic, p.partition) for p in partitions}
+        self._last_message_at = self._clock()
         logger.info("assigned %s", _names(partitions))
         if self._paused:
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        if self._closing:
+            self._forget(partitions)
+            return
         logger.info("revoked %s: storing and committing what is held", _names(partitions))
         if self._acc.batch.n_messages:
             self.writer.submit(self._acc.take(), force=True)
