@@ -80,7 +80,7 @@ class Book:
             if not self._accept_restart(action, side, price, size, order_id, flags, ts_recv):
                 return self._skip_duplicate(ts_recv)
         else:
-            if dedup.channel(channel_id).is_duplicate(
+            if ts_recv < dedup.last_clear_ts or dedup.channel(channel_id).is_duplicate(
                 sequence, (action, side, price, size, order_id, flags, ts_recv, ts_event)
             ):
                 return self._skip_duplicate(ts_recv)
@@ -150,6 +150,7 @@ class Book:
             if held and ts_recv == dedup.ts_high:
                 return False  # the snapshot this book already holds, replayed
             self._clear()  # a snapshot without its R: it replaces the whole book all the same
+            dedup.last_clear_ts = ts_recv
             dedup.restart_sequences()
             dedup.snapshot_open = True
             self.stats.snapshots += 1

@@ -13,7 +13,9 @@ does its content. Per channel the book keeps:
   restarts there (replays resume at frame boundaries, and frames end at F_LAST). Anything else is new;
 * sequence 0 means unsequenced: only an exact repeat of the channel's previous record is a duplicate.
 
-Clears (R) and snapshots (F_SNAPSHOT) restart sequences, so they are judged by time instead (see the book).
+Clears (R) and snapshots (F_SNAPSHOT) restart sequences, so they are judged by time instead (see the book), and
+any other record received before the last clear or snapshot start (``ts_recv < last_clear_ts``) is stale: the
+clear superseded it, so it is skipped as a duplicate too (this catches replays that span a clear).
 """
 
 from __future__ import annotations
@@ -112,8 +114,8 @@ class Deduper:
     """Per-book idempotency state: one :class:`ChannelDedup` per channel, plus the clear/snapshot clock.
 
     ``ts_high`` is the highest ``ts_recv`` applied; an R or a snapshot record older than it is a replay.
-    ``last_clear_ts`` is the ``ts_recv`` of the last R applied, ``snapshot_open`` says a snapshot is being received
-(set by an R or a first snapshot record, reset by a live record or an F_LAST snapshot record).
+    ``last_clear_ts`` is the ``ts_recv`` of the last R applied or snapshot begun; ``snapshot_open`` says a snapshot
+    is being received (set by an R or a first snapshot record, reset by a live record or an F_LAST snapshot record).
     """
 
     __slots__ = ("after_clear", "channels", "last_clear_ts", "snapshot_open", "ts_high")

@@ -47,7 +47,7 @@ class DedupState(msgspec.Struct, frozen=True, kw_only=True):
     """Idempotency state of one book."""
 
     ts_high: int  # highest ts_recv applied, -1 when none
-    last_clear_ts: int  # ts_recv of the last R applied, -1 when none
+    last_clear_ts: int  # ts_recv of the last R applied or snapshot begun, -1 when none
     snapshot_open: bool  # a snapshot is being received
     after_clear: bool = False  # the last record applied was an R
     channels: list[ChannelState]

@@ -236,3 +236,16 @@ def test_snapshot_after_clear_keeps_priority_order() -> None:
 
     assert book.queue("B", px(0)) == [(3, 1), (1, 1), (2, 1)]
     assert (book.stats.clears, book.stats.snapshots) == (1, 1)
+
+
+def test_replay_spanning_a_clear_is_skipped_even_before_new_records() -> None:
+    f = Feed()
+    book = new_book()
+    before_clear = [f.add("B", px(0), 1, 1, sequence=10), f.add("B", px(0), 1, 2, sequence=11)]
+    clear = f.rec("R", sequence=0)
+    feed(book, [*before_clear, clear])
+
+    feed(book, [*before_clear, clear])
+
+    assert book.order_count == 0
+    assert book.stats.duplicates_skipped == 3
