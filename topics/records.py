@@ -260,6 +260,7 @@ class BookAnomaly(msgspec.Struct, frozen=True, kw_only=True):
     kind: AnomalyKind
     detail: str = ""
     count: NonNegInt = 1  # how many occurrences this record stands for (rate-limited reporting)
+    duplicate: bool = False  # re-published after recovery; downstream may already have it
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
