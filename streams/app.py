@@ -1,0 +1,83 @@
+"""The Faust app of a book worker: the frames topic, the checkpoint table, the agent, two timers, the views.
+
+``create_app(config)`` builds everything without starting it; :mod:`streams.worker` runs it. Several workers
+share one app id (consumer group): Kafka splits the frames topic's partitions between them, and the checkpoint
+table's changelog (one partition per frames partition) lets a partition's books move with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from streams import web
+from streams.config import WorkerConfig
+from streams.keeper import Keeper, KeeperConfig
+from streams.metrics import Metrics
+from streams.output import ConfluentSink, FaustSink, OutputSink
+from streams.runtime import Runtime, TableStore
+
+logger = logging.getLogger(__name__)
+
+TABLE = "book-checkpoints"
+MAX_BYTES = 16 * 1024 * 1024  # a checkpoint of a deep book is a few MB at most; the broker takes 16 MB
+CHANGELOG_CONFIG = {
+    "max.message.bytes": str(MAX_BYTES),
+    "segment.ms": str(10 * 60 * 1000),  # roll segments so that compaction keeps recovery short
+    "min.cleanable.dirty.ratio": "0.1",
+}
+
+
+def faust_settings(config: WorkerConfig) -> dict[str, Any]:
+    """The Faust app settings of a worker (see docs/streams.md for why each differs from Faust's default)."""
+    session = config.session_timeout_s
+    return {
+        "broker": config.broker_url,
+        "datadir": str(config.workdir),
+        "store": "rocksdb://",
+        "autodiscover": False,
+        "web_port": config.web_port,
+        "web_bind": "127.0.0.1",
+        "web_host": "127.0.0.1",
+        "topic_partitions": config.partitions,
+        "topic_replication_factor": 1,
+        "broker_commit_interval": config.commit_interval_s,
+        "broker_session_timeout": session,
+        "broker_heartbeat_interval": max(0.3, session / 10),
+        "broker_rebalance_timeout": max(session, 30.0),
+        "consumer_auto_offset_reset": "earliest",
+        "stream_wait_empty": False,  # frames wait for their checkpoint to be acked; never wait for that at rebalance
+        "stream_buffer_maxsize": 256,  # frames of up to hundreds of records each
+        "table_standby_replicas": config.standby_replicas,
+        "producer_max_request_size": MAX_BYTES + 65_536,
+        "producer_linger": 0.001,
+        "web_in_thread": False,
+    }
+
+
+def create_app(config: WorkerConfig) -> tuple[faust.App, Runtime]:
+    config.workdir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(config.app_id, **faust_settings(config))
+    raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    frames = app.topic(config.topics.frames, schema=raw, partitions=config.partitions)
+    table = app.Table(TABLE, partitions=config.partitions, schema=raw, extra_topic_configs=CHANGELOG_CONFIG)
+    keeper = Keeper(KeeperConfig(topics=config.topics, crossed_policy=config.crossed_policy,
+                                 gap_threshold=config.gap_threshold, mbp10_interval_s=config.mbp10_interval_s,
+                                 worker=config.worker_name))
+    sink: OutputSink = (ConfluentSink(config.bootstrap, f"{config.app_id}-{config.web_port}")
+                        if config.publisher == "confluent" else FaustSink(app))
+    runtime = Runtime(app, config, keeper, TableStore(table), sink, Metrics())
+
+    @app.agent(frames, concurrency=1, name="books")
+    async def books(stream: Any) -> None:
+        await runtime.consume(stream)
+
+    app.timer(config.commit_interval_s / 2, name="checkpoint-idle")(runtime.checkpoint_due)
+    app.timer(max(0.05, config.mbp10_interval_s / 4), name="mbp10-flush")(runtime.flush_mbp10)
+    app.on_partitions_revoked.connect(runtime.on_revoked)
+    app.on_partitions_assigned.connect(runtime.on_assigned)
+    app.on_rebalance_complete.connect(runtime.on_rebalance_complete)
+    web.register(app, runtime)
+    return app, runtime

@@ -1,0 +1,56 @@
+"""A worker's configuration: the ``ORDERFLOW_*`` settings plus what the command line overrides."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.publisher import OutputTopics
+from topics import catalog
+from topics.settings import Settings
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    app_id: str  # Faust app id: consumer group, table and changelog names
+    bootstrap: str  # host:port of the broker
+    web_port: int
+    workdir: Path  # RocksDB and Faust data of this worker (one per worker process)
+    partitions: int  # of the frames topic, and of the checkpoint table's changelog
+    commit_interval_s: float = 1.0
+    mbp10_interval_s: float = 1.0
+    publisher: str = "confluent"  # confluent | faust
+    session_timeout_s: float = 10.0
+    standby_replicas: int = 0
+    gap_threshold: int = 0
+    crossed_policy: str = "keep"
+    loop: str = "uvloop"
+    topics: OutputTopics = field(default_factory=OutputTopics)
+
+    @property
+    def worker_name(self) -> str:
+        return f"{socket.gethostname()}:{self.web_port}"
+
+    @property
+    def broker_url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, web_port: int | None = None, workdir: Path | None = None,
+                      app_id: str | None = None, topic_prefix: str = "") -> WorkerConfig:
+        port = web_port if web_port is not None else settings.streams_web_port
+        app = app_id or settings.streams_app_id
+        if workdir is None:
+            workdir = (Path(settings.streams_workdir) if settings.streams_workdir
+                       else Path(settings.home) / "streams" / f"{app}-{port}")
+        return cls(
+            app_id=app, bootstrap=settings.bootstrap_servers, web_port=port, workdir=workdir,
+            partitions=settings.topic_partitions or catalog.MBO_FRAMES.partitions,
+            commit_interval_s=settings.streams_commit_interval_ms / 1000,
+            mbp10_interval_s=settings.streams_mbp10_interval_ms / 1000,
+            publisher=settings.streams_publisher, session_timeout_s=settings.streams_session_timeout_ms / 1000,
+            standby_replicas=settings.streams_standby_replicas, gap_threshold=settings.streams_gap_threshold,
+            crossed_policy=settings.crossed_policy, loop=settings.streams_loop,
+            topics=OutputTopics.with_prefix(topic_prefix),
+        )

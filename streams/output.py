@@ -1,0 +1,138 @@
+"""Producers of the worker's outputs: librdkafka (confluent-kafka) by default, Faust's own producer as an option.
+
+Both hand messages over without waiting (``send``) and make everything handed over durable on ``flush``, which a
+checkpoint awaits before it writes: a checkpoint never covers a frame whose outputs could still be lost. A failed
+delivery makes the next ``flush`` raise :class:`~streams.errors.DeliveryError`; the worker then stops instead of
+committing past outputs it could not publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from streams.errors import DeliveryError
+from streams.publisher import Output
+
+logger = logging.getLogger(__name__)
+
+FLUSH_TIMEOUT_S = 30.0
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the dead-letter topic's limit; a frame up to 8 MB plus its envelope
+
+
+class OutputSink(Protocol):
+    def send(self, outputs: Sequence[Output]) -> None:
+        """Hand ``outputs`` to the producer, in order, without waiting."""
+
+    async def flush(self) -> None:
+        """Return once every output handed over so far is acknowledged by the broker."""
+
+    async def close(self) -> None: ...
+
+
+def confluent_config(bootstrap: str, client_id: str, linger_ms: float = 1.0) -> dict[str, Any]:
+    """Idempotent, acks=all, Java-compatible partitioning (murmur2), a short linger for latency."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": linger_ms,
+        "partitioner": "murmur2_random",
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "message.max.bytes": MAX_MESSAGE_BYTES + 65_536,
+        "batch.size": 1_000_000,
+        "delivery.report.only.error": True,
+    }
+
+
+class ConfluentSink:
+    """Outputs through a confluent-kafka (librdkafka) producer; delivery is tracked by error callbacks only."""
+
+    def __init__(self, bootstrap: str, client_id: str, linger_ms: float = 1.0) -> None:
+        config = confluent_config(bootstrap, client_id, linger_ms)
+        config["on_delivery"] = self._on_delivery
+        self.producer = Producer(config)
+        self.error: KafkaError | None = None
+        self.sent = 0
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            logger.error("output not delivered: %s", err, extra={"topic": msg.topic(), "partition": msg.partition()})
+            self.error = self.error or err
+
+    def send(self, outputs: Sequence[Output]) -> None:
+        produce = self.producer.produce
+        for topic, key, value in outputs:
+            try:
+                produce(topic, value, key)
+            except BufferError:  # the local queue is full: let librdkafka drain it, then retry once
+                self.producer.poll(1.0)
+                produce(topic, value, key)
+        self.sent += len(outputs)
+        self.producer.poll(0)
+
+    async def flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        left = await loop.run_in_executor(None, self.producer.flush, FLUSH_TIMEOUT_S)
+        if self.error is not None:
+            raise DeliveryError(f"an output was not delivered: {self.error}")
+        if left:
+            raise DeliveryError(f"{left} outputs still undelivered after {FLUSH_TIMEOUT_S:.0f} s")
+
+    async def close(self) -> None:
+        await self.flush()
+
+
+class FaustSink:
+    """Outputs through the Faust app's producer (aiokafka), raw bytes: ``topic.send_soon``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._topics: dict[str, Any] = {}
+        self._pending: list[asyncio.Future[Any]] = []
+
+    def _topic(self, name: str) -> Any:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = self.app.topic(name, key_serializer="raw", value_serializer="raw")
+        return topic
+
+    def send(self, outputs: Sequence[Output]) -> None:
+        pending = self._pending
+        for name, key, value in outputs:
+            pending.append(self._topic(name).send_soon(key=key, value=value))
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise DeliveryError(f"{len(errors)} outputs not delivered, first: {errors[0]!r}")
+
+    async def close(self) -> None:
+        await self.flush()
+
+
+class MemorySink:
+    """Keeps outputs in a list; for unit tests."""
+
+    def __init__(self) -> None:
+        self.outputs: list[Output] = []
+        self.flushed = 0
+
+    def send(self, outputs: Sequence[Output]) -> None:
+        self.outputs.extend(outputs)
+
+    async def flush(self) -> None:
+        self.flushed = len(self.outputs)
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,234 @@
+"""The book agent's loop and its checkpoints, over Faust: frames in, outputs out, acks only behind checkpoints.
+
+Ordering that makes a kill -9 harmless (docs/streams.md explains it at length):
+
+1. a frame's outputs are handed to the producer while the frame is handled;
+2. a checkpoint of a partition first flushes the producer (every output handed over is acknowledged), then writes
+   the changed books to the table and awaits the changelog writes (acknowledged by the broker);
+3. only then are the frames it covers acked; Faust commits acked offsets on its commit timer.
+
+So the committed offset never passes a frame whose book checkpoint or outputs could still be lost. The source
+stream is consumed with ``noack()``: Faust's own commit-time producer flush is not relied on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from faust.streams import _current_event  # the context the RocksDB store reads a write's partition from
+from faust.types import TP, EventT
+
+from streams import checkpoint as cp
+from streams.config import WorkerConfig
+from streams.errors import StreamsError
+from streams.keeper import CheckpointPlan, Keeper
+from streams.metrics import Metrics
+from streams.output import OutputSink
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def event_context(event: EventT) -> Any:
+    """Make ``event`` the current event, as inside the agent, so that the RocksDB store writes to its partition."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class TableStore:
+    """:class:`~streams.checkpoint.CheckpointStore` over a Faust table (``store="rocksdb://"``, raw bytes).
+
+    A write goes to the partition's local RocksDB database and to the changelog partition of the same number; the
+    returned awaitable resolves when the broker acknowledged every changelog message.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.events: dict[int, EventT] = {}  # last event seen per partition: the write context
+
+    def load(self, partitions: set[int]) -> dict[int, cp.PartitionRestore]:
+        return cp.parse_entries(((bytes(k), bytes(v)) for k, v in self.table.items()), partitions)
+
+    def write(self, partition: int, entries: Mapping[bytes, bytes]) -> asyncio.Future[Any]:
+        with event_context(self.events[partition]):
+            for key, value in entries.items():
+                self.table.data[key] = value
+        return asyncio.gather(*(self.table.send_changelog(partition, k, v) for k, v in entries.items()))
+
+
+class Runtime:
+    """State shared by the agent, the timers, the rebalance hooks and the web views of one worker."""
+
+    def __init__(self, app: Any, config: WorkerConfig, keeper: Keeper, store: TableStore, sink: OutputSink,
+                 metrics: Metrics) -> None:
+        self.app = app
+        self.config = config
+        self.keeper = keeper
+        self.store = store
+        self.sink = sink
+        self.metrics = metrics
+        self.pending: dict[int, deque[EventT]] = {}  # handled, not yet acked, per partition
+        self.last_checkpoint: dict[int, float] = {}
+        self.lock = asyncio.Lock()  # one checkpoint at a time; rebalances wait for the one in flight
+        self.ready = False
+        self.fatal: BaseException | None = None
+        metrics.watch(keeper, self.lag, lambda: self.ready)
+
+    # ------------------------------------------------------------------ the agent
+
+    async def consume(self, stream: Any) -> None:
+        """The agent's body: every frame of the assigned partitions, in order, acks left to checkpoints."""
+        async for event in stream.noack().events():
+            try:
+                await self.on_event(event)
+            except StreamsError as e:
+                await self.die(e)
+                return
+
+    async def on_event(self, event: EventT) -> None:
+        message = event.message
+        partition, offset = message.partition, message.offset
+        if partition not in self.keeper.partitions:  # recovery finished before our hook ran: restore now
+            await self.restore({partition})
+        self.store.events[partition] = event
+        if not self.keeper.partitions[partition].claimed:
+            await self.claim(partition)
+        started = time.perf_counter()
+        outputs = self.keeper.handle(partition, offset, message.key, message.value, time.time_ns(),
+                                     time.monotonic())
+        if outputs:
+            self.sink.send(outputs)
+        self._observe(started, outputs)
+        self.pending.setdefault(partition, deque()).append(event)
+        if time.monotonic() - self.last_checkpoint.get(partition, 0.0) >= self.config.commit_interval_s:
+            await self.checkpoint(partition)
+
+    def _observe(self, started: float, outputs: list[Any]) -> None:
+        metrics = self.metrics
+        metrics.apply_seconds.observe(time.perf_counter() - started)
+        times = self.keeper.last_times
+        if not outputs or times is None:
+            return
+        now_ns = time.time_ns()
+        ts_recv, ts_sent = times
+        metrics.recv_to_publish.observe(max(0, now_ns - ts_recv) / 1e9)
+        if ts_sent:
+            metrics.sent_to_publish.observe(max(0, now_ns - ts_sent) / 1e9)
+
+    async def claim(self, partition: int) -> None:
+        """Make the partition marker durable before the first output of a partition never processed before."""
+        async with self.lock:
+            plan = self.keeper.plan_claim(partition, time.time_ns())
+            if plan is not None:
+                await self._write(plan)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    async def checkpoint(self, partition: int) -> None:
+        """Checkpoint ``partition`` (outputs flushed, changed books written and durable), then ack what it covers."""
+        async with self.lock:
+            self.last_checkpoint[partition] = time.monotonic()
+            plan = self.keeper.plan_checkpoint(partition, time.time_ns())
+            if plan is not None:
+                started = time.perf_counter()
+                await self.sink.flush()
+                await self._write(plan)
+                self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+                self.metrics.checkpoint_bytes.observe(sum(len(v) for v in plan.entries.values()))
+            state = self.keeper.partitions.get(partition)
+            if state is not None:
+                self._ack(partition, state.checkpointed)
+
+    async def _write(self, plan: CheckpointPlan) -> None:
+        try:
+            await self.store.write(plan.partition, plan.entries)
+        except Exception as e:
+            raise StreamsError(f"checkpoint of partition {plan.partition} not written: {e!r}") from e
+        self.keeper.completed(plan)
+
+    def _ack(self, partition: int, upto: int) -> None:
+        pending = self.pending.get(partition)
+        while pending and pending[0].message.offset <= upto:
+            pending.popleft().ack()
+
+    async def checkpoint_due(self) -> None:
+        """Timer: checkpoint partitions that went quiet with frames not yet covered."""
+        now = time.monotonic()
+        for partition in list(self.keeper.partitions):
+            idle = now - self.last_checkpoint.get(partition, 0.0) >= self.config.commit_interval_s
+            if idle and self.pending.get(partition):
+                await self.checkpoint(partition)
+
+    async def checkpoint_all(self) -> None:
+        """Graceful stop: checkpoint every partition so that the next owner replays nothing."""
+        for partition in list(self.keeper.partitions):
+            if partition in self.store.events:
+                await self.checkpoint(partition)
+
+    async def flush_mbp10(self) -> None:
+        """Timer: MBP-10 snapshots of books that changed and then went quiet."""
+        outputs = self.keeper.due_mbp10(time.monotonic())
+        if outputs:
+            self.sink.send(outputs)
+
+    # ------------------------------------------------------------------ rebalances
+
+    async def on_revoked(self, sender: Any, revoked: Iterable[TP], **_: Any) -> None:
+        """Before the group rebalances: no checkpoint may still be in flight when the partitions move."""
+        self.ready = False
+        async with self.lock:
+            self.pending.clear()  # offsets restart from the committed ones; unacked frames come again
+
+    async def on_assigned(self, sender: Any, assigned: Iterable[TP], **_: Any) -> None:
+        """Drop the books of partitions this worker no longer has (their new owner restores them)."""
+        mine = self._partitions(assigned)
+        for partition in set(self.keeper.partitions) - mine:
+            self.keeper.revoke(partition)
+            self.store.events.pop(partition, None)
+            logger.info("partition %d revoked", partition, extra={"topic": self.config.topics.frames,
+                                                                    "partition": partition})
+        self.pending.clear()
+
+    async def on_rebalance_complete(self, sender: Any = None, **_: Any) -> None:
+        """Tables are recovered: restore the books of newly assigned partitions, then report ready."""
+        mine = self._partitions(self.app.consumer.assignment())
+        new = mine - set(self.keeper.partitions)
+        if new:
+            await self.restore(new)
+        self.ready = True
+
+    async def restore(self, partitions: set[int]) -> None:
+        tps = [TP(self.config.topics.frames, p) for p in sorted(partitions)]
+        ends = await self.app.consumer.highwaters(*tps)
+        restored = self.store.load(partitions)
+        for tp in tps:
+            self.keeper.assign(tp.partition, restored[tp.partition], ends.get(tp) or 0)
+
+    def _partitions(self, tps: Iterable[TP]) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == self.config.topics.frames}
+
+    def lag(self) -> dict[int, int]:
+        """Per assigned partition: the broker's end offset minus the next offset to handle."""
+        consumer = self.app.consumer
+        out = {}
+        for partition, state in self.keeper.partitions.items():
+            high = consumer.highwater(TP(self.config.topics.frames, partition))
+            if high is not None:
+                out[partition] = max(0, high - (state.last_offset + 1))
+        return out
+
+    async def die(self, error: BaseException) -> None:
+        """An output or checkpoint could not be made durable: stop the worker, commit nothing more."""
+        logger.critical("stopping the worker: %s", error)
+        self.fatal = error
+        await self.app.crash(error)

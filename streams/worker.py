@@ -1,0 +1,73 @@
+"""Run one book worker process: ``orderflow worker [--web-port P] [--workdir D]``.
+
+The frames topic must exist (``orderflow stack up`` creates the catalog); its partition count sizes the checkpoint
+table. On SIGINT/SIGTERM the worker checkpoints every partition before Faust commits and leaves the group, so the
+next owner of its partitions replays nothing; after a kill -9 the next owner replays from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from confluent_kafka.admin import AdminClient
+
+from streams.app import create_app
+from streams.config import WorkerConfig
+from streams.errors import StreamsError
+from streams.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+METADATA_TIMEOUT_S = 15.0
+
+
+def topic_partitions(bootstrap: str, topic: str) -> int:
+    """Partition count of ``topic``; StreamsError when the broker does not answer or the topic is missing."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        metadata = admin.list_topics(topic, timeout=METADATA_TIMEOUT_S)
+    except Exception as e:
+        raise StreamsError(f"Kafka at {bootstrap} did not answer ({e}); is the stack up? `orderflow stack up`") from e
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        raise StreamsError(f"topic {topic!r} does not exist on {bootstrap}; `orderflow stack up` creates it")
+    return len(found.partitions)
+
+
+class BookWorker(faust.Worker):
+    """Faust's worker, with a last checkpoint of every partition before the app stops."""
+
+    def __init__(self, app: faust.App, runtime: Runtime, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.runtime = runtime
+
+    async def on_stop(self) -> None:
+        if self.runtime.fatal is None and self.runtime.ready:
+            try:
+                await asyncio.wait_for(self.runtime.checkpoint_all(), timeout=30.0)
+            except Exception:
+                logger.exception("last checkpoint failed; the next owner replays from the previous one")
+        await self.runtime.sink.close()
+        await super().on_stop()
+
+
+def run(config: WorkerConfig, loglevel: str = "INFO") -> int:
+    """Run a worker until it is stopped; the exit code is 1 when it stopped on an error."""
+    if config.loop == "uvloop":
+        import uvloop
+
+        uvloop.install()
+    app, runtime = create_app(config)
+    logger.info("book worker %s: frames from %s (%d partitions), views on http://127.0.0.1:%d/books, data in %s",
+                config.app_id, config.topics.frames, config.partitions, config.web_port, config.workdir)
+    worker = BookWorker(app, runtime, loglevel=loglevel, override_logging=False, redirect_stdouts=False,
+                        quiet=True, workdir=str(config.workdir))
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+        return 1 if runtime.fatal is not None else code
+    return 1 if runtime.fatal is not None else 0
