@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-import databento_dbn as dbn
 import pytest
 
 from producers.readers import (
@@ -17,7 +17,16 @@ from producers.readers import (
     UnsupportedFileError,
     open_records,
 )
-from tests.producers.readers.conftest import DBN_VERSIONS, ESH4, ESH4_SNAPSHOT, ESM4, LIVE, decompressed
+from tests.producers.readers.conftest import (
+    DBN_VERSIONS,
+    ESH4,
+    ESH4_SNAPSHOT,
+    ESM4,
+    LIVE,
+    dbn,
+    decompressed,
+    new_decoder,
+)
 from topics.records import MboRecord
 
 pytestmark = pytest.mark.unit
@@ -31,8 +40,7 @@ def _records_via_columns(reader: DbnReader, batch: int = 1000) -> list[MboRecord
 
 def _reference(path: Path) -> list[MboRecord]:
     """The file decoded whole by databento_dbn, independently of the reader."""
-    decoder = dbn.DBNDecoder(upgrade_policy=dbn.VersionUpgradePolicy.UPGRADE_TO_V3)
-    msgs = decoder.write_and_decode(decompressed(path))
+    msgs = new_decoder().write_and_decode(decompressed(path))
     return [
         MboRecord(
             ts_recv=m.ts_recv, ts_event=m.ts_event, publisher_id=int(m.publisher_id), instrument_id=m.instrument_id,
@@ -118,7 +126,7 @@ def test_columns_are_split_by_instrument(tmp_path: Path, shared_data: Path) -> N
     "name", ["databento/dbn/test_data.mbp-10.dbn", "databento/databento-python/XNAS.ITCH/test_data.trades.dbn.zst"],
 )
 def test_other_schema_is_refused(shared_data: Path, name: str) -> None:
-    with pytest.raises(UnsupportedFileError, match="schema is .*, not mbo"):
+    with pytest.raises(UnsupportedFileError, match=r"schema is .*, not mbo"):
         list(DbnReader(shared_data / name))
 
 
@@ -148,24 +156,24 @@ def _damaged(tmp_path: Path, shared_data: Path, edit: str) -> tuple[Path, int]:
 def test_truncated_file_names_offset_and_reason(tmp_path: Path, shared_data: Path, path_kind: str) -> None:
     path, offset = _damaged(tmp_path, shared_data, "truncate")
     reader = DbnReader(path)
-    read = list if path_kind == "records" else _records_via_columns
+    read: Any = list if path_kind == "records" else _records_via_columns
     with pytest.raises(TruncatedFileError) as err:
-        read(reader)  # type: ignore[operator]
+        read(reader)
     assert err.value.path == str(path) and err.value.location == f"byte offset {offset}"
     assert "ends inside a record (46 of 56 bytes)" in str(err.value)
     skipping = DbnReader(path, on_error="skip")
-    assert len(read(skipping)) == 1  # type: ignore[operator]
+    assert len(read(skipping)) == 1
     assert skipping.stats.skipped == 1 and skipping.stats.by_reason == {"truncated": 1}
 
 
 @pytest.mark.parametrize("path_kind", ["records", "columns"])
 def test_bad_action_stops_or_is_skipped(tmp_path: Path, shared_data: Path, path_kind: str) -> None:
     path, offset = _damaged(tmp_path, shared_data, "action")
-    read = list if path_kind == "records" else _records_via_columns
+    read: Any = list if path_kind == "records" else _records_via_columns
     with pytest.raises(MalformedRecordError, match=rf"byte offset {offset}: action: 'Z' is not one of"):
-        read(DbnReader(path))  # type: ignore[operator]
+        read(DbnReader(path))
     skipping = DbnReader(path, on_error="skip")
-    assert len(read(skipping)) == 1  # type: ignore[operator]
+    assert len(read(skipping)) == 1
     assert skipping.stats.by_reason == {"bad action": 1}
 
 

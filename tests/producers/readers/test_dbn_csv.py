@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import databento_dbn as dbn
 import pytest
 import zstandard
 
@@ -17,8 +16,17 @@ from producers.readers import (
     UnsupportedFileError,
     open_records,
 )
-from tests.producers.readers.conftest import ARL_CSV, DBN_VERSIONS, ESH4, ESM4, LIVE, decompressed, transcode_csv
-from topics.records import UNDEF_PRICE
+from tests.producers.readers.conftest import (
+    ARL_CSV,
+    DBN_VERSIONS,
+    ESH4,
+    ESM4,
+    LIVE,
+    dbn,
+    decompressed,
+    transcode_csv,
+)
+from topics.records import UNDEF_PRICE, MboRecord
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +57,9 @@ def test_arl_counts_match_sources(shared_data: Path) -> None:
 
 
 @pytest.mark.parametrize("pretty", [True, False], ids=["pretty", "raw"])
-@pytest.mark.parametrize("name", [DBN_VERSIONS[0], DBN_VERSIONS[3], ESM4, ESH4, LIVE])
+@pytest.mark.parametrize(
+    "name", [DBN_VERSIONS[0], DBN_VERSIONS[3], ESM4, pytest.param(ESH4, marks=pytest.mark.slow), LIVE],
+)
 def test_csv_of_databento_encoder_reads_like_the_dbn(
     tmp_path: Path, shared_data: Path, name: str, pretty: bool,
 ) -> None:
@@ -92,7 +102,7 @@ BAD_ROWS = [
 def test_malformed_row_stop_names_file_row_reason(tmp_path: Path, row: str, category: str, reason: str) -> None:
     path = _write(tmp_path, GOOD, row, GOOD)
     reader = DatabentoCsvReader(path)
-    got = []
+    got: list[MboRecord] = []
     with pytest.raises(MalformedRecordError) as err:
         got.extend(reader)
     assert len(got) == 1
