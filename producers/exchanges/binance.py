@@ -181,8 +181,7 @@ class BinanceSpot(Venue):
             self._first[d.s] = False
         elif not self._continues(d, last):
             return self.gap(d.s, f"event U={d.U} u={d.u} pu={d.pu} does not follow u={last}")
-        bids, asks = levels(d.b, "b"), levels(d.a, "a")
-        book.apply(bids, asks)
+        bids, asks = book.apply_text(d.b, d.a)
         book.sequence = d.u
         return self.book_update(d.s, ms_to_ns(d.T or d.E), ts_recv, d.u, bids, asks)
 

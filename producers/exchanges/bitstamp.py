@@ -128,8 +128,7 @@ class Bitstamp(Venue):
                 return []  # older than the snapshot: already in it
             return self.gap(pair, f"microtimestamp {micro} not after {book.sequence}")
         self._first[pair] = False
-        bids, asks = levels(d.bids, "bids"), levels(d.asks, "asks")
-        book.apply(bids, asks)
+        bids, asks = book.apply_text(d.bids, d.asks)
         book.sequence = micro
         return self.book_update(pair, us_to_ns(micro), ts_recv, micro, bids, asks)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sortedcontainers import SortedDict
 
+from producers.exchanges.fixed import fx
 from topics.records import L2Level
 
 Level = tuple[int, int]  # (price, size), 1e-9 fixed point
@@ -46,6 +47,13 @@ class L2Book:
             self.set_bid(lv.price, lv.size)
         for lv in asks:
             self.set_ask(lv.price, lv.size)
+
+    def apply_text(self, bids: list[list[str]], asks: list[list[str]]) -> tuple[list[L2Level], list[L2Level]]:
+        """Parse ``[[price, size, ...], ...]`` decimal text exactly and apply it; returns the parsed levels.
+
+        The hot path of depth feeds: one pass per level, sizes already present updated in place.
+        """
+        return _apply_side(self._bids, bids, -1), _apply_side(self._asks, asks, 1)
 
     def replace(self, bids: list[L2Level], asks: list[L2Level], sequence: int = 0) -> None:
         """Load a snapshot: the levels replace the whole book, which is then synced."""
@@ -97,3 +105,20 @@ class L2Book:
     def levels(self) -> tuple[list[L2Level], list[L2Level]]:
         """The whole book as snapshot levels (bids best first, asks best first)."""
         return [L2Level(p, s) for p, s in self.bids()], [L2Level(p, s) for p, s in self.asks()]
+
+
+def _apply_side(side: SortedDict, rows: list[list[str]], sign: int) -> list[L2Level]:
+    out: list[L2Level] = []
+    append, has = out.append, side.__contains__
+    for row in rows:
+        price, size = fx(row[0], "price"), fx(row[1], "size")
+        key = sign * price
+        if size:
+            if has(key):
+                dict.__setitem__(side, key, size)  # same key set: no re-sort needed
+            else:
+                side[key] = size
+        elif has(key):
+            del side[key]
+        append(L2Level(price, size))
+    return out

@@ -153,15 +153,14 @@ class Okx(Venue):
 
     def _book(self, inst: str, action: str, d: BookData, ts_recv: int) -> list[Record]:
         book = self.book(inst)
-        bids, asks = _levels(d.bids, "bids"), _levels(d.asks, "asks")
         if action == "snapshot":
-            book.replace(bids, asks)
+            book.replace(_levels(d.bids, "bids"), _levels(d.asks, "asks"))
         elif not book.synced:
             return []  # waiting for the snapshot that the resync brings
         elif d.prevSeqId >= 0 and self._seq.get(inst, -1) >= 0 and d.prevSeqId != self._seq[inst]:
             return self.gap(inst, f"prevSeqId {d.prevSeqId} != last seqId {self._seq[inst]}")
         else:
-            book.apply(bids, asks)
+            bids, asks = book.apply_text(d.bids, d.asks)
         self._seq[inst] = d.seqId
         got = checksum(book)
         if got != d.checksum:

@@ -1,0 +1,197 @@
+"""The venue-agnostic connection loop: connect, subscribe, receive, resync, reconnect.
+
+- Reconnects with exponential backoff: 100 ms, 200 ms, 400 ms, ... capped at 30 s, each delay shortened by a random
+  jitter of up to ``jitter`` (so a delay never exceeds the schedule); the schedule restarts once a connection has
+  delivered a message.
+- A watchdog: no message for ``watchdog_s`` closes the connection and reconnects.
+- Resubscription: every (re)connection resets the venue's books and sends its subscription messages again.
+- Resync requests from the venue's integrity rules: ``snapshot`` refetches the REST depth snapshot (Binance,
+  Bitstamp) while the socket keeps buffering; ``reconnect`` re-establishes the connection (fresh WS snapshots).
+- Every received frame is stamped ``ts_recv`` (ns) on receipt, parsed, and the records handed to ``sink``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from producers.exchanges.base import Record, Resync, Venue
+
+logger = logging.getLogger(__name__)
+TEXT, BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+
+Sink = Callable[[list[Record]], object]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """``base * 2**attempt`` capped at ``cap`` seconds, minus up to ``jitter`` of itself at random."""
+
+    base: float = 0.1
+    cap: float = 30.0
+    jitter: float = 0.2
+
+    def ceiling(self, attempt: int) -> float:
+        return min(self.cap, self.base * (2 ** min(attempt, 30)))
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        return self.ceiling(attempt) * (1.0 - self.jitter * rng())
+
+
+class Reconnect(Exception):
+    """Raised inside the receive loop to drop the connection and start again."""
+
+
+@dataclass
+class ConnectionState:
+    connected: bool = False
+    connects: int = 0
+    last_message: float = 0.0  # monotonic time of the last frame
+    delays: list[float] | None = None  # backoff delays slept, most recent last (bounded)
+    watchdog_fired: int = 0
+    last_error: str = ""
+
+
+class Connector:
+    """Keeps one venue's WebSocket alive and feeds its records to ``sink``."""
+
+    def __init__(
+        self, venue: Venue, url: str, rest_url: str, sink: Sink, session: aiohttp.ClientSession,
+        watchdog_s: float = 30.0, backoff: Backoff | None = None,
+    ) -> None:
+        self.venue = venue
+        self.url = url
+        self.rest_url = rest_url.rstrip("/")
+        self.sink = sink
+        self.session = session
+        self.watchdog_s = watchdog_s
+        self.backoff = backoff or Backoff()
+        self.state = ConnectionState(delays=[])
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._silent = False  # the watchdog closed the socket
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect and reconnect until ``stop`` is set."""
+        attempt = 0
+        while not stop.is_set():
+            got_messages = await self._session_once(stop)
+            if stop.is_set():
+                break
+            attempt = 0 if got_messages else attempt + 1
+            self.venue.stats.reconnects += 1
+            delay = self.backoff.delay(attempt)
+            self._record_delay(delay)
+            logger.info("%s: reconnecting in %.3fs (attempt %d)", self.venue.name, delay, attempt + 1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        await self._cancel_tasks()
+
+    def _record_delay(self, delay: float) -> None:
+        delays = self.state.delays
+        if delays is not None:
+            delays.append(delay)
+            del delays[:-100]
+
+    async def _session_once(self, stop: asyncio.Event) -> bool:
+        """One connection's life; returns whether it delivered any message."""
+        got = False
+        try:
+            async with self.session.ws_connect(
+                self.url, max_msg_size=0, autoping=True, heartbeat=None, decode_text=False,
+            ) as ws:
+                self._on_connected()
+                for text in self.venue.subscribe_messages():
+                    await ws.send_str(text)
+                self._start_resyncs(self.venue.take_resyncs())
+                got = await self._receive(ws, stop)
+        except Reconnect as e:
+            got, self.state.last_error = True, str(e)
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            self.state.last_error = f"{type(e).__name__}: {e}"
+            logger.warning("%s: connection to %s failed: %s", self.venue.name, self.url, self.state.last_error)
+        finally:
+            self.state.connected = False
+            await self._cancel_tasks()
+        return got
+
+    def _on_connected(self) -> None:
+        self.state.connected = True
+        self.state.connects += 1
+        self.state.last_message = time.monotonic()
+        self.venue.reset()
+        logger.info("%s: connected to %s", self.venue.name, self.url)
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse[Any], stop: asyncio.Event) -> bool:
+        venue, sink, state, got = self.venue, self.sink, self.state, False
+        self._silent = False
+        watchdog = asyncio.create_task(self._watchdog(ws))
+        try:
+            while not stop.is_set():
+                msg = await ws.receive()
+                ts_recv = time.time_ns()
+                if msg.type is not TEXT and msg.type is not BINARY:
+                    if self._silent:
+                        raise Reconnect(f"no message for {self.watchdog_s}s")
+                    raise Reconnect(f"socket {msg.type.name.lower()}: {msg.extra}")
+                got = True
+                state.last_message = time.monotonic()
+                records = venue.handle(msg.data, ts_recv)
+                if records:
+                    sink(records)
+                if venue.resyncs:
+                    self._start_resyncs(venue.take_resyncs())
+        finally:
+            watchdog.cancel()
+        return got
+
+    async def _watchdog(self, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
+        """Close the socket when nothing arrived for ``watchdog_s`` (the receive loop then reconnects)."""
+        period = min(1.0, self.watchdog_s / 4)
+        while time.monotonic() - self.state.last_message < self.watchdog_s:
+            await asyncio.sleep(period)
+        logger.warning("%s: no message for %.1fs, reconnecting", self.venue.name, self.watchdog_s)
+        self._silent = True
+        self.state.watchdog_fired += 1
+        await ws.close()
+
+    def _start_resyncs(self, resyncs: list[Resync]) -> None:
+        for r in resyncs:
+            if r.how == "reconnect":
+                raise Reconnect(f"resync {r.symbol}: {r.reason}")
+            task = asyncio.create_task(self._fetch_snapshot(r.symbol))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _fetch_snapshot(self, symbol: str, attempts: int = 5) -> None:
+        path = self.venue.snapshot_path(symbol)
+        if path is None:
+            return
+        for attempt in range(attempts):
+            try:
+                async with self.session.get(self.rest_url + path) as resp:
+                    resp.raise_for_status()
+                    body = await resp.read()
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                logger.warning("%s %s: snapshot fetch failed: %s", self.venue.name, symbol, e)
+                await asyncio.sleep(self.backoff.delay(attempt))
+                continue
+            records = self.venue.on_snapshot(symbol, body, time.time_ns())
+            if records:
+                self.sink(records)
+            return
+        self.venue.stats.last_reason = f"{symbol}: no snapshot after {attempts} attempts"
+
+    async def _cancel_tasks(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
