@@ -25,8 +25,8 @@ from producers.replay_source import (
     DbnChunks,
     FileInfo,
     InvalidRecordError,
+    ReaderChunks,
     is_dbn,
-    record_chunks,
     window,
 )
 
@@ -153,13 +153,16 @@ class Replay:
                     return
 
     def _open(self, path: str) -> Iterator[Chunk]:
+        opts = self.options
+        source: DbnChunks | ReaderChunks
         if is_dbn(path):
-            source = DbnChunks(path, self.options.chunk_records, self.options.skip_invalid)
-            self._note_session(source.info)
-            return self._counted(source)
-        return record_chunks(path, self.options.chunk_records)
+            source = DbnChunks(path, opts.chunk_records, opts.skip_invalid)
+        else:
+            source = ReaderChunks(path, opts.chunk_records, opts.skip_invalid)
+        self._note_session(source.info)
+        return self._counted(source)
 
-    def _counted(self, source: DbnChunks) -> Iterator[Chunk]:
+    def _counted(self, source: DbnChunks | ReaderChunks) -> Iterator[Chunk]:
         try:
             yield from source
         finally:

@@ -315,27 +315,44 @@ class DbnChunks:
             yield RawChunk(mv[start * MBO_SIZE :], self.path, row + start, self.info.symbols)
 
 
-def record_chunks(path: str, batch: int = CHUNK_RECORDS, skip_invalid: bool = False) -> Iterator[RecordChunk]:
-    """Chunks of records from :func:`producers.readers.open_records` (CSV and any format it knows)."""
-    try:
-        open_records: Any = importlib.import_module("producers.readers").open_records
-    except (ImportError, AttributeError) as e:
-        raise SourceError(f"{path}: no reader for this format yet (producers.readers: {e})") from e
-    rows: list[MboRecord] = []
-    row = 0
-    try:
-        for record in open_records(path):
-            rows.append(record)
-            if len(rows) >= batch:
-                yield RecordChunk(rows, path, row, {})
-                row += len(rows)
-                rows = []
-    except ProducerError as e:
+class ReaderChunks:
+    """Chunks of records from :func:`producers.readers.open_records` (Databento CSV, LOBSTER, ...), in file order.
+
+    The reader validates every record; with ``skip_invalid`` it drops and reports bad rows (``rejected``),
+    otherwise its error (naming the file and row) ends the replay after the records before it were sent.
+    """
+
+    def __init__(self, path: str, chunk_records: int = CHUNK_RECORDS, skip_invalid: bool = False) -> None:
+        try:
+            open_records: Any = importlib.import_module("producers.readers").open_records
+        except (ImportError, AttributeError) as e:
+            raise SourceError(f"{path}: no reader for this format ({e})") from e
+        self.path = path
+        self.chunk_records = chunk_records
+        self.reader = open_records(path, on_error="skip" if skip_invalid else "stop")
+        self.info = FileInfo(path)
+
+    @property
+    def rejected(self) -> int:
+        return int(self.reader.stats.skipped)
+
+    def __iter__(self) -> Iterator[RecordChunk]:
+        rows: list[MboRecord] = []
+        row = 0
+        symbols = self.reader.symbols
+        try:
+            for record in self.reader.records():
+                rows.append(record)
+                if len(rows) >= self.chunk_records:
+                    yield RecordChunk(rows, self.path, row, dict(symbols))
+                    row += len(rows)
+                    rows = []
+        except ProducerError as e:
+            if rows:
+                yield RecordChunk(rows, self.path, row, dict(symbols))
+            raise InvalidRecordError(self.path, row + len(rows), str(e)) from e
         if rows:
-            yield RecordChunk(rows, path, row, {})
-        raise InvalidRecordError(path, row + len(rows), str(e)) from e
-    if rows:
-        yield RecordChunk(rows, path, row, {})
+            yield RecordChunk(rows, self.path, row, dict(symbols))
 
 
 def window(chunks: Iterator[Chunk], start_ns: int | None, end_ns: int | None) -> Iterator[Chunk]:

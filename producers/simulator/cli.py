@@ -150,7 +150,7 @@ class SimulationRun:
             if self.writer is not None:
                 self.writer.write(item.records)
             self._batch.extend(item.records)
-            if len(self._batch) >= BATCH_RECORDS or self.pacer.active:
+            if len(self._batch) >= BATCH_RECORDS:
                 self._send_batch()
         self._send_batch()
         for frame in self.framer.flush(time.time_ns()):

@@ -126,14 +126,18 @@ class Simulator:
 
     # -- the stream ------------------------------------------------------------------------------------------------
 
-    def events(self) -> Iterator[SimEvent | Malformed]:
-        """The stream, forever: the opening (snapshots, or nothing mid-session), then simulated trading."""
+    def events(self, until_s: float | None = None) -> Iterator[SimEvent | Malformed]:
+        """The stream: the opening (snapshots, or nothing mid-session), then trading until ``until_s`` simulated
+        seconds (forever when None)."""
         for book in self.books:
             opening = self._opening(book)
             if opening:
                 yield self._emit(opening, duplicates=False)
         while True:
-            self.t = self._next_time()
+            t = self._next_time()
+            if until_s is not None and t > until_s:
+                return
+            self.t = t
             book = self.books[self._pick_instrument()]
             yield self._emit(self._event(book))
             if self.config.malformed_rate and self.rng.random() < self.config.malformed_rate:
@@ -143,9 +147,7 @@ class Simulator:
 
     def take(self, records: int | None = None, duration_s: float | None = None) -> Iterator[SimEvent | Malformed]:
         """:meth:`events` until ``records`` records (the last event whole) or ``duration_s`` simulated seconds."""
-        for item in self.events():
-            if duration_s is not None and self.t > duration_s:
-                return
+        for item in self.events(duration_s):
             yield item
             if records is not None and self.stats.records >= records:
                 return

@@ -165,3 +165,26 @@ def test_progress_line_names_position_rate_and_percent(esh4: Path) -> None:
     last = out.getvalue().strip().splitlines()[-1]
     assert "finished" in last and "68,792 records" in last and "2023-12-25T23:59:59.446821072Z" in last
     assert "100.00%" in last
+
+
+def test_csv_files_replay_through_the_readers(tmp_path: Path) -> None:
+    from producers.simulator.generator import SimConfig, SimEvent, Simulator
+    from producers.simulator.output import StreamWriter
+
+    sim = Simulator(SimConfig(instruments=4, seed=11))
+    events = [item for item in sim.take(records=5_000) if isinstance(item, SimEvent)]
+    path = tmp_path / "sim.csv"
+    with StreamWriter(path, sim.symbols, sim.config.start_ns) as writer:
+        for event in events:
+            writer.write(event.records)
+    _, sink = replay([str(path)], chunk_records=700)
+    assert sorted(sink.rows()) == sorted(row_of(r) for e in events for r in e.records)
+    assert {f.symbol for f in sink.frames} == set(sim.symbols.values())
+
+    lines = path.read_text().splitlines(keepends=True)
+    lines[100] = lines[100].replace(",A,", ",Q,", 1).replace(",C,", ",Q,", 1)
+    path.write_text("".join(lines))
+    with pytest.raises(InvalidRecordError, match=r"sim\.csv"):
+        replay([str(path)], chunk_records=700)
+    r, sink = replay([str(path)], skip_invalid=True)
+    assert r.st.rejected == 1 and len(sink.rows()) == 4_999
