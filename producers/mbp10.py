@@ -242,11 +242,12 @@ def parse_ts_text(text: str) -> int:
     return base * 1_000_000_000 + int(text[20:29])
 
 
-def _level_cells(levels: Sequence[Level], i: int) -> tuple[str, str, str]:
-    if i < len(levels):
-        lvl = levels[i]
-        return format_price(lvl.price), str(lvl.size), str(lvl.count)
-    return "", "0", "0"
+_EMPTY_LEVEL = ("", "0", "0")  # an empty level: undefined price, size 0, count 0
+
+
+def _level_cells(levels: Sequence[Level], n: int) -> list[tuple[str, str, str]]:
+    cells = [(format_price(lvl.price), str(lvl.size), str(lvl.count)) for lvl in levels[:n]]
+    return cells + [_EMPTY_LEVEL] * (n - len(cells))
 
 
 def encode_row(row: Mbp10Row, layout: Layout = "by-side", levels: int = LEVELS) -> list[str]:
@@ -256,10 +257,11 @@ def encode_row(row: Mbp10Row, layout: Layout = "by-side", levels: int = LEVELS) 
         str(row.instrument_id), row.action, row.side, str(row.depth), format_price(row.price), str(row.size),
         str(row.flags), str(row.ts_in_delta), str(row.sequence),
     ]
-    for i in range(levels):
-        bpx, bsz, bct = _level_cells(row.bids, i)
-        apx, asz, act = _level_cells(row.asks, i)
-        cells += [bpx, bsz, bct, apx, asz, act] if layout == "by-side" else [bpx, apx, bsz, asz, bct, act]
+    for bid, ask in zip(_level_cells(row.bids, levels), _level_cells(row.asks, levels), strict=True):
+        if layout == "by-side":
+            cells += (*bid, *ask)
+        else:
+            cells += (bid[0], ask[0], bid[1], ask[1], bid[2], ask[2])
     cells.append(row.symbol)
     if layout == "by-side":
         cells.append(str(row.order_id))
