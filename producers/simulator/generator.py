@@ -102,7 +102,8 @@ class Simulator:
         self.config = config
         self.rng = random.Random(config.seed)
         self.stats = SimStats()
-        self.hidden: set[int] = set()
+        self.hidden: set[int] = set()  # resting orders consumers never saw (mid-session start), still unseen
+        self.unpublished: set[int] = set()  # every order of the unpublished opening book
         self._last_event: list[MboRecord] = []
         self.next_order_id = 1_000_000
         self.t = 0.0  # simulated seconds since start_ns
@@ -215,7 +216,9 @@ class Simulator:
         for _ in range(self.config.depth):
             rows.append(self._passive(book))
         if self.config.mid_session:
-            self.hidden.update(order_id for _, _, _, _, order_id in rows[1:])
+            ids = {order_id for _, _, _, _, order_id in rows[1:]}
+            self.hidden |= ids
+            self.unpublished |= ids
             return []
         return self._records(book, rows, snapshot=True)
 
