@@ -46,13 +46,14 @@ def _raw_bytes(path: Path) -> bytes:
 @lru_cache(maxsize=32)
 def dbn_records(name: str) -> tuple[Any, ...]:
     """Every record of a DBN file (metadata dropped), upgraded to DBN v3."""
-    decoder = databento_dbn.DBNDecoder(upgrade_policy=databento_dbn.VersionUpgradePolicy.UPGRADE_TO_V3)
+    policy = databento_dbn.VersionUpgradePolicy.UPGRADE_TO_V3
+    decoder = databento_dbn.DBNDecoder(upgrade_policy=policy)  # type: ignore[arg-type]  # the stub says int
     decoder.write(_raw_bytes(DATA / name))
     decoded = decoder.decode()
     return tuple(r for r in decoded if not isinstance(r, databento_dbn.Metadata))
 
 
-def _char(value: Any) -> str:
+def char(value: Any) -> str:
     """databento_dbn exposes action and side as str-valued enums (Action.ADD.value == "A")."""
     return str(getattr(value, "value", value))
 
@@ -61,7 +62,7 @@ def to_record(msg: Any) -> MboRecord:
     """A databento_dbn MBOMsg as a topics MboRecord."""
     return MboRecord(
         ts_recv=msg.ts_recv, ts_event=msg.ts_event, publisher_id=int(msg.publisher_id),
-        instrument_id=msg.instrument_id, action=_char(msg.action), side=_char(msg.side),  # type: ignore[arg-type]
+        instrument_id=msg.instrument_id, action=char(msg.action), side=char(msg.side),  # type: ignore[arg-type]
         price=msg.price, size=msg.size, channel_id=msg.channel_id, order_id=msg.order_id, flags=int(msg.flags),
         ts_in_delta=msg.ts_in_delta, sequence=msg.sequence,
     )

@@ -17,7 +17,7 @@ from topics.records import F_LAST, UNDEF_PRICE, MboRecord
 
 pytestmark = pytest.mark.unit
 
-PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(autouse=True)
