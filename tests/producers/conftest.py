@@ -69,37 +69,49 @@ class Consumed:
     frame: MboFrame
 
 
-def consume_all(bootstrap: str, topic: str, idle_s: float = 5.0, timeout_s: float = 120.0,
-                expect_records: int | None = None) -> list[Consumed]:
-    """Every frame of ``topic`` from the beginning, until ``expect_records`` are read or nothing came for
-    ``idle_s``."""
+def consume_raw(bootstrap: str, topic: str, idle_s: float = 5.0, timeout_s: float = 120.0,
+                done: Callable[[list[tuple[int, int, bytes | None, bytes]]], bool] | None = None,
+                ) -> list[tuple[int, int, bytes | None, bytes]]:
+    """(partition, offset, key, value) of every message of ``topic`` from the beginning, until ``done(messages)``
+    (then one more idle second to catch extras) or nothing came for ``idle_s``."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"test-{time.monotonic_ns()}", "enable.auto.commit": False,
         "auto.offset.reset": "earliest", "enable.partition.eof": False,
     })
     meta = consumer.list_topics(topic, timeout=10).topics[topic]
     consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-    out: list[Consumed] = []
-    records = 0
+    out: list[tuple[int, int, bytes | None, bytes]] = []
     last = time.monotonic()
     deadline = last + timeout_s
     try:
         while time.monotonic() < deadline and time.monotonic() - last < idle_s:
-            if expect_records is not None and records >= expect_records:
-                # read a little longer to catch anything extra (duplicates)
+            if done is not None and done(out):
                 idle_s = min(idle_s, 1.0)
             for msg in consumer.consume(1000, 0.2):
                 if msg.error():
                     raise AssertionError(f"consume error: {msg.error()}")
-                value, partition, offset = msg.value(), msg.partition(), msg.offset()
-                assert value is not None and partition is not None and offset is not None
-                frame = codec.decode(MboFrame, value)
-                out.append(Consumed(partition, offset, msg.key(), frame))
-                records += len(frame)
+                partition, offset = msg.partition(), msg.offset()
+                assert partition is not None and offset is not None
+                out.append((partition, offset, msg.key(), msg.value() or b""))
                 last = time.monotonic()
     finally:
         consumer.close()
     return out
+
+
+def consume_all(bootstrap: str, topic: str, idle_s: float = 5.0, timeout_s: float = 120.0,
+                expect_records: int | None = None) -> list[Consumed]:
+    """Every frame of ``topic`` from the beginning, until ``expect_records`` are read or nothing came for
+    ``idle_s``."""
+    decoded: dict[tuple[int, int], MboFrame] = {}
+
+    def done(messages: list[tuple[int, int, bytes | None, bytes]]) -> bool:
+        for partition, offset, _, value in messages[len(decoded):]:
+            decoded[(partition, offset)] = codec.decode(MboFrame, value)
+        return expect_records is not None and sum(len(f) for f in decoded.values()) >= expect_records
+
+    messages = consume_raw(bootstrap, topic, idle_s, timeout_s, done)
+    return [Consumed(p, o, k, decoded.get((p, o)) or codec.decode(MboFrame, v)) for p, o, k, v in messages]
 
 
 @pytest.fixture
