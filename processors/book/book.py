@@ -76,15 +76,17 @@ class Book:
         stats = self.stats
         stats.records += 1
         dedup = self._dedup
-        if action == "R" or flags & F_SNAPSHOT:
+        if (flags & F_SNAPSHOT and action == "A") or action == "R":
             if not self._accept_restart(action, side, price, size, order_id, flags, ts_recv):
                 return self._skip_duplicate(ts_recv)
         else:
-            if ts_recv < dedup.last_clear_ts or dedup.channel(channel_id).is_duplicate(
+            channel = dedup.channels.get(channel_id) or dedup.channel(channel_id)
+            if ts_recv < dedup.last_clear_ts or channel.is_duplicate(
                 sequence, (action, side, price, size, order_id, flags, ts_recv, ts_event)
             ):
                 return self._skip_duplicate(ts_recv)
-            dedup.snapshot_open = dedup.after_clear = False
+            if dedup.snapshot_open:
+                dedup.snapshot_open = dedup.after_clear = False
         if ts_recv > dedup.ts_high:
             dedup.ts_high = ts_recv
         if self._dup_run:
@@ -109,7 +111,12 @@ class Book:
         elif action not in "FN" or len(action) != 1:
             self._bad(ts_recv, "unknown action %r", action)
         if flags & F_LAST:
-            self._consistency_point(sequence, ts_recv, ts_event)
+            stats.consistency_points += 1
+            bid, ask = self._best_bid, self._best_ask
+            if bid is not None and ask is not None and bid >= ask:
+                self._handle_crossed(bid, ask, sequence, ts_recv, ts_event)
+            else:
+                stats.crossed_now = False
             return True
         return False
 
@@ -133,7 +140,7 @@ class Book:
     def _accept_restart(
         self, action: str, side: str, price: int, size: int, order_id: int, flags: int, ts_recv: int,
     ) -> bool:
-        """Whether an R or F_SNAPSHOT record is new; a new snapshot clears the book and restarts sequences."""
+        """Whether an R or an F_SNAPSHOT add is new; a new snapshot clears the book and restarts sequences."""
         dedup = self._dedup
         if action == "R":
             if dedup.clear_is_duplicate(ts_recv):
@@ -144,7 +151,7 @@ class Book:
             return True
         if ts_recv < dedup.ts_high:
             return False
-        resting = self._orders.get(order_id) if action == "A" else None
+        resting = self._orders.get(order_id)
         held = resting is not None and (resting.side, resting.price, resting.size) == (side, price, size)
         if not dedup.snapshot_open:
             if held and ts_recv == dedup.ts_high:
@@ -349,13 +356,9 @@ class Book:
 
     # ---------------------------------------------------------------- consistency points
 
-    def _consistency_point(self, sequence: int, ts_recv: int, ts_event: int) -> None:
+    def _handle_crossed(self, bid: int, ask: int, sequence: int, ts_recv: int, ts_event: int) -> None:
+        """At a consistency point with best bid >= best ask: count, report, then apply the policy."""
         stats = self.stats
-        stats.consistency_points += 1
-        bid, ask = self._best_bid, self._best_ask
-        if bid is None or ask is None or bid < ask:
-            stats.crossed_now = False
-            return
         stats.crossings += 1
         if bid == ask:
             stats.locked += 1
@@ -375,10 +378,15 @@ class Book:
     def bbo(self) -> tuple[Level | None, Level | None]:
         """Best bid and best ask as (price, size, count); None for an empty side."""
         bid, ask = self._best_bid, self._best_ask
-        return (
-            None if bid is None else self._bids[bid].level(bid),
-            None if ask is None else self._asks[ask].level(ask),
-        )
+        if bid is None:
+            bid_level = None
+        else:
+            lv = self._bids[bid]
+            bid_level = Level(bid, lv.total, len(lv.orders) - (lv.tob_oid is not None))
+        if ask is None:
+            return bid_level, None
+        lv = self._asks[ask]
+        return bid_level, Level(ask, lv.total, len(lv.orders) - (lv.tob_oid is not None))
 
     def levels(self, side: str, depth: int = 10) -> list[Level]:
         """Up to ``depth`` aggregated levels of ``side`` ("B" or "A"), best first."""

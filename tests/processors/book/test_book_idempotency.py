@@ -249,3 +249,13 @@ def test_replay_spanning_a_clear_is_skipped_even_before_new_records() -> None:
 
     assert book.order_count == 0
     assert book.stats.duplicates_skipped == 3
+
+
+def test_cancel_flagged_snapshot_is_an_ordinary_cancel() -> None:
+    f = Feed()
+    book = new_book()
+    feed(book, [f.add("B", px(0), 1, 1, sequence=10), f.add("B", px(0), 1, 2, sequence=11)])
+
+    feed(book, [f.cancel("B", px(0), 1, 1, flags=F_LAST | F_SNAPSHOT, sequence=12)])
+
+    assert book.queue("B", px(0)) == [(2, 1)]
