@@ -18,7 +18,7 @@ from processors.book import crossing
 from processors.book.dedup import Deduper
 from processors.book.errors import PolicyError, StateError, WrongBookError
 from processors.book.levels import Order, PriceLevel
-from processors.book.state import STATE_VERSION, BookState, LevelState, OrderState
+from processors.book.state import STATE_VERSION, BookState, LevelState, copy_stats, level_state
 from processors.book.stats import BookStats
 from topics.logs import RateLimitedLog
 from topics.records import F_LAST, F_SNAPSHOT, F_TOB, UNDEF_PRICE, BookTrade, Level, MboRecord
@@ -241,6 +241,9 @@ class Book:
     def _trade(
         self, side: str, price: int, size: int, order_id: int, sequence: int, ts_recv: int, ts_event: int,
     ) -> None:
+        if side != "B" and side != "A" and side != "N":
+            self._bad(ts_recv, "trade of order %d with side %r", order_id, side)
+            return
         self._push_trade(BookTrade(
             publisher_id=self.publisher_id, instrument_id=self.instrument_id, ts_event=ts_event, ts_recv=ts_recv,
             sequence=sequence, price=price, size=size, side=side, order_id=order_id,  # type: ignore[arg-type]
@@ -441,9 +444,9 @@ class Book:
         return BookState(
             version=STATE_VERSION, publisher_id=self.publisher_id, instrument_id=self.instrument_id,
             crossed_policy=self.crossed_policy,
-            bids=[_level_state(p, self._bids[p]) for p in reversed(self._bids)],
-            asks=[_level_state(p, lvl) for p, lvl in self._asks.items()],
-            arrival=self._arrival, stats=_copy_stats(self.stats), dedup=self._dedup.to_state(),
+            bids=[level_state(p, self._bids[p]) for p in reversed(self._bids)],
+            asks=[level_state(p, lvl) for p, lvl in self._asks.items()],
+            arrival=self._arrival, stats=copy_stats(self.stats), dedup=self._dedup.to_state(),
             trades=list(self._trades),
         )
 
@@ -458,7 +461,7 @@ class Book:
             for ls in levels:
                 book._restore_level(side, ls)
         book._arrival = state.arrival
-        book.stats = _copy_stats(state.stats)
+        book.stats = copy_stats(state.stats)
         book._dedup = Deduper.from_state(state.dedup)
         book._trades.extend(state.trades)
         return book
@@ -477,15 +480,3 @@ class Book:
         self._best_bid = self._bids.peekitem(-1)[0] if self._bids else None
         self._best_ask = self._asks.peekitem(0)[0] if self._asks else None
 
-
-def _level_state(price: int, level: PriceLevel) -> LevelState:
-    return LevelState(
-        price=price, orders=[OrderState(oid, o.size, o.arrival) for oid, o in level.orders.items()],
-        tob_order_id=level.tob_oid,
-    )
-
-
-def _copy_stats(stats: BookStats) -> BookStats:
-    copy = BookStats(**{f: getattr(stats, f) for f in stats.__struct_fields__})
-    copy.by_action = dict(stats.by_action)
-    return copy

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from processors.book.levels import PriceLevel
 from processors.book.stats import BookStats
 from topics.records import BookTrade
 
@@ -66,3 +67,18 @@ class BookState(msgspec.Struct, kw_only=True):
     stats: BookStats
     dedup: DedupState
     trades: list[BookTrade] = []  # trades not yet taken with take_trades()
+
+
+def level_state(price: int, level: PriceLevel) -> LevelState:
+    """The state of one live level."""
+    return LevelState(
+        price=price, orders=[OrderState(oid, o.size, o.arrival) for oid, o in level.orders.items()],
+        tob_order_id=level.tob_oid,
+    )
+
+
+def copy_stats(stats: BookStats) -> BookStats:
+    """An independent copy (the by_action dict included)."""
+    copy = BookStats(**{f: getattr(stats, f) for f in stats.__struct_fields__})
+    copy.by_action = dict(stats.by_action)
+    return copy

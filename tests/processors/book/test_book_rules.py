@@ -282,6 +282,15 @@ def test_apply_fields_gives_the_same_book_as_apply(f: Feed) -> None:
     assert by_fields.to_state() == by_record.to_state()
 
 
+def test_trade_with_an_invalid_side_is_a_bad_record(f: Feed) -> None:
+    book = new_book()
+
+    feed(book, [f.rec("T", "X", px(0), 1, 1)])
+
+    assert book.take_trades() == []
+    assert book.stats.bad_records == 1
+
+
 def test_unknown_action_letter_is_a_bad_record() -> None:
     book = new_book()
 
