@@ -8,7 +8,7 @@ table's changelog (one partition per frames partition) lets a partition's books 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -60,7 +60,7 @@ def faust_settings(config: WorkerConfig) -> dict[str, Any]:
 def create_app(config: WorkerConfig) -> tuple[faust.App, Runtime]:
     config.workdir.mkdir(parents=True, exist_ok=True)
     app = faust.App(config.app_id, **faust_settings(config))
-    raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    raw: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     frames = app.topic(config.topics.frames, schema=raw, partitions=config.partitions)
     table = app.Table(TABLE, partitions=config.partitions, schema=raw, extra_topic_configs=CHANGELOG_CONFIG)
     keeper = Keeper(KeeperConfig(topics=config.topics, crossed_policy=config.crossed_policy,
@@ -76,8 +76,9 @@ def create_app(config: WorkerConfig) -> tuple[faust.App, Runtime]:
 
     app.timer(config.commit_interval_s / 2, name="checkpoint-idle")(runtime.checkpoint_due)
     app.timer(max(0.05, config.mbp10_interval_s / 4), name="mbp10-flush")(runtime.flush_mbp10)
-    app.on_partitions_revoked.connect(runtime.on_revoked)
-    app.on_partitions_assigned.connect(runtime.on_assigned)
-    app.on_rebalance_complete.connect(runtime.on_rebalance_complete)
+    # mode's Signal.connect is typed for plain functions; bound async methods work the same at run time
+    app.on_partitions_revoked.connect(cast(Any, runtime.on_revoked))
+    app.on_partitions_assigned.connect(cast(Any, runtime.on_assigned))
+    app.on_rebalance_complete.connect(cast(Any, runtime.on_rebalance_complete))
     web.register(app, runtime)
     return app, runtime

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -120,6 +120,12 @@ class CheckpointStore(Protocol):
     def write(self, partition: int, entries: Mapping[bytes, bytes]) -> Awaitable[object]:
         """Store ``entries`` of ``partition``; the awaitable resolves once they are durable."""
 
+    def note(self, partition: int, event: Any) -> None:
+        """The latest event of ``partition`` (a Faust store writes in the context of one)."""
+
+    def forget(self, partition: int) -> None:
+        """``partition`` was revoked."""
+
 
 class MemoryCheckpointStore:
     """The in-memory twin of the Faust table store, for unit tests: ``durable`` is what survives a crash.
@@ -146,6 +152,12 @@ class MemoryCheckpointStore:
             self.durable.update(entries)
             future.set_result(None)
         return future
+
+    def note(self, partition: int, event: Any) -> None:
+        pass
+
+    def forget(self, partition: int) -> None:
+        pass
 
     def release(self) -> None:
         """Make every held write durable and resolve it."""

@@ -56,6 +56,13 @@ class TableStore:
         self.table = table
         self.events: dict[int, EventT] = {}  # last event seen per partition: the write context
 
+    def note(self, partition: int, event: EventT) -> None:
+        """``event`` is the latest of ``partition``: later writes of the partition happen in its context."""
+        self.events[partition] = event
+
+    def forget(self, partition: int) -> None:
+        self.events.pop(partition, None)
+
     def load(self, partitions: set[int]) -> dict[int, cp.PartitionRestore]:
         return cp.parse_entries(((bytes(k), bytes(v)) for k, v in self.table.items()), partitions)
 
@@ -69,7 +76,7 @@ class TableStore:
 class Runtime:
     """State shared by the agent, the timers, the rebalance hooks and the web views of one worker."""
 
-    def __init__(self, app: Any, config: WorkerConfig, keeper: Keeper, store: TableStore, sink: OutputSink,
+    def __init__(self, app: Any, config: WorkerConfig, keeper: Keeper, store: cp.CheckpointStore, sink: OutputSink,
                  metrics: Metrics) -> None:
         self.app = app
         self.config = config
@@ -100,7 +107,7 @@ class Runtime:
         partition, offset = message.partition, message.offset
         if partition not in self.keeper.partitions:  # recovery finished before our hook ran: restore now
             await self.restore({partition})
-        self.store.events[partition] = event
+        self.store.note(partition, event)
         if not self.keeper.partitions[partition].claimed:
             await self.claim(partition)
         started = time.perf_counter()
@@ -172,8 +179,7 @@ class Runtime:
     async def checkpoint_all(self) -> None:
         """Graceful stop: checkpoint every partition so that the next owner replays nothing."""
         for partition in list(self.keeper.partitions):
-            if partition in self.store.events:
-                await self.checkpoint(partition)
+            await self.checkpoint(partition)
 
     async def flush_mbp10(self) -> None:
         """Timer: MBP-10 snapshots of books that changed and then went quiet."""
@@ -183,24 +189,24 @@ class Runtime:
 
     # ------------------------------------------------------------------ rebalances
 
-    async def on_revoked(self, sender: Any, revoked: Iterable[TP], **_: Any) -> None:
-        """Before the group rebalances: no checkpoint may still be in flight when the partitions move."""
+    async def on_revoked(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        """Signal: the group rebalances. No checkpoint may still be in flight when the partitions move."""
         self.ready = False
         async with self.lock:
             self.pending.clear()  # offsets restart from the committed ones; unacked frames come again
 
-    async def on_assigned(self, sender: Any, assigned: Iterable[TP], **_: Any) -> None:
-        """Drop the books of partitions this worker no longer has (their new owner restores them)."""
-        mine = self._partitions(assigned)
+    async def on_assigned(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        """Signal (argument: the new assignment): drop the books of partitions this worker no longer has."""
+        mine = self._partitions(args[0] if args else kwargs.get("assigned", ()))
         for partition in set(self.keeper.partitions) - mine:
             self.keeper.revoke(partition)
-            self.store.events.pop(partition, None)
+            self.store.forget(partition)
             logger.info("partition %d revoked", partition, extra={"topic": self.config.topics.frames,
                                                                     "partition": partition})
         self.pending.clear()
 
-    async def on_rebalance_complete(self, sender: Any = None, **_: Any) -> None:
-        """Tables are recovered: restore the books of newly assigned partitions, then report ready."""
+    async def on_rebalance_complete(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        """Signal: tables are recovered. Restore the books of newly assigned partitions, then report ready."""
         mine = self._partitions(self.app.consumer.assignment())
         new = mine - set(self.keeper.partitions)
         if new:

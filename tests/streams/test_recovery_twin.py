@@ -1,0 +1,151 @@
+"""Checkpoint, skip and crash logic on the in-memory twin: kill the worker anywhere, restart, compare.
+
+Every run restarts from the committed offsets and the durable checkpoints only. Whatever the crash point (between
+frames, or in the middle of a checkpoint write that lands partially), the final books equal an uninterrupted run,
+and the delivered BBO stream, read by a consumer that drops repeats by sequence, is exactly the uninterrupted one,
+with every repeat marked duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from streams.checkpoint import PartitionRestore
+from streams.keeper import Keeper, KeeperConfig
+from streams.publisher import Output
+from tests.streams import twin
+from tests.streams.sessions import bbo_key, esh4_records, frames, renumbered
+from topics.codec import decode
+from topics.records import BboUpdate, BookTrade, MboFrame
+
+pytestmark = pytest.mark.unit
+
+SNAPSHOT = 8_725  # records of the ESH4 day's opening snapshot (one F_LAST event: one frame)
+
+
+def session() -> dict[int, list[MboFrame]]:
+    """Two instruments in two partitions: one from the snapshot on, one joining mid-session (unknown orders)."""
+    records = esh4_records()
+    return {0: frames(records[:SNAPSHOT + 5_000], 40),
+            1: frames(renumbered(records[SNAPSHOT:SNAPSHOT + 6_000], 4242), 25)}
+
+
+def uninterrupted() -> tuple[twin.Broker, twin.Runtime]:
+    broker = twin.Broker(twin.frame_logs(session()))
+    runtime, finished = asyncio.run(twin.run_until(broker, random.Random(0), None))
+    assert finished
+    return broker, runtime
+
+
+def check_stream(reference: list[Output], delivered: list[Output], key: Callable[[Any], Any], kind: type) -> None:
+    """Drop repeats as a downstream consumer does; what is left must be the reference, in order, per instrument."""
+    expected: dict[int, list[Any]] = defaultdict(list)
+    for _, _, value in reference:
+        record: Any = decode(kind, value)
+        expected[record.instrument_id].append(key(record))
+    position: dict[int, int] = defaultdict(int)
+    for _, _, value in delivered:
+        record = decode(kind, value)
+        inst, k, i = record.instrument_id, key(record), position[record.instrument_id]
+        if i < len(expected[inst]) and expected[inst][i] == k:
+            position[inst] += 1
+            continue
+        assert k in expected[inst][:i], f"gap or foreign output: {record}"
+        assert record.duplicate, f"repeat not marked duplicate: {record}"
+    assert {inst: position[inst] for inst in expected} == {inst: len(v) for inst, v in expected.items()}
+
+
+def outputs(broker: twin.Broker, topic: str) -> list[Output]:
+    return [o for o in broker.delivered if o[0] == topic]
+
+
+def trade_key(t: BookTrade) -> tuple[int, ...]:
+    return (t.sequence, t.ts_recv, t.order_id, t.price, t.size)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_kill_anywhere_same_books_no_gap(seed: int) -> None:
+    ref_broker, ref_runtime = uninterrupted()
+    rng = random.Random(seed)
+    broker = twin.Broker(twin.frame_logs(session()))
+    total = {p: len(log) for p, log in broker.logs.items()}
+    broker.produced = {p: n // 3 for p, n in total.items()}  # the session is still streaming
+    for _ in range(4):
+        asyncio.run(twin.run_until(broker, rng, crash_after=rng.randint(0, 120)))
+        broker.produced = {p: min(n, broker.produced[p] + rng.randint(0, n // 4)) for p, n in total.items()}
+    broker.produced = total
+    runtime, finished = asyncio.run(twin.run_until(broker, rng, None))
+    assert finished
+    books = twin.runtime_books(runtime)
+    ref_books = twin.runtime_books(ref_runtime)
+    assert sorted(books) == sorted(ref_books)
+    for inst, tracked in books.items():
+        assert tracked.book.to_state() == ref_books[inst].book.to_state()
+        assert tracked.state == ref_books[inst].state
+    topics = twin.TOPICS
+    check_stream(outputs(ref_broker, topics.bbo), outputs(broker, topics.bbo), bbo_key, BboUpdate)
+    check_stream(outputs(ref_broker, topics.trades), outputs(broker, topics.trades), trade_key, BookTrade)
+    assert broker.committed == total
+
+
+def test_uninterrupted_bbo_matches_a_plain_keeper() -> None:
+    broker, _ = uninterrupted()
+    keeper = Keeper(KeeperConfig(topics=twin.TOPICS))
+    plain = []
+    for partition, log in broker.logs.items():
+        keeper.assign(partition, PartitionRestore(), 0)
+        for offset, (key, value) in enumerate(log):
+            plain += keeper.handle(partition, offset, key, value, 0, 0.0)
+    got = sorted(bbo_key(decode(BboUpdate, v)) for t, _, v in broker.delivered if t == twin.TOPICS.bbo)
+    assert got == sorted(bbo_key(decode(BboUpdate, v)) for t, _, v in plain if t == twin.TOPICS.bbo)
+    assert not any(decode(BboUpdate, v).duplicate for t, _, v in broker.delivered if t == twin.TOPICS.bbo)
+
+
+def test_frames_covered_by_a_checkpoint_are_skipped_after_restore() -> None:
+    broker = twin.Broker(twin.frame_logs(session()))
+
+    async def scenario() -> None:
+        runtime, _ = await twin.start(broker)
+        for offset in range(10):
+            key, value = broker.logs[0][offset]
+            event = twin.Event(twin.Message(twin.TOPICS.frames, 0, offset, key, value), broker)
+            assert await twin.step(runtime, event, random.Random(0), crash_now=False)
+        task = asyncio.ensure_future(runtime.checkpoint(0))
+        while not task.done():
+            broker.store.release()
+            await asyncio.sleep(0)
+        broker.commit()
+        assert broker.committed[0] == 10
+        broker.committed[0] = 4  # as if the commit had not gone through: frames 4..9 come again
+        again, sink = await twin.start(broker)
+        assert again.keeper.partitions[0].dup_until == len(broker.logs[0])
+        for offset in range(4, 12):
+            key, value = broker.logs[0][offset]
+            event = twin.Event(twin.Message(twin.TOPICS.frames, 0, offset, key, value), broker)
+            assert await twin.step(again, event, random.Random(0), crash_now=False)
+        assert again.keeper.partitions[0].skipped == 6
+        assert all(decode(BboUpdate, v).duplicate for t, _, v in sink.outputs if t == twin.TOPICS.bbo)
+
+    asyncio.run(scenario())
+
+
+def test_a_partition_never_processed_publishes_unmarked_outputs_after_its_claim() -> None:
+    broker = twin.Broker(twin.frame_logs(session()))
+
+    async def scenario() -> None:
+        runtime, sink = await twin.start(broker)
+        assert not runtime.keeper.partitions[0].claimed
+        key, value = broker.logs[0][0]
+        event = twin.Event(twin.Message(twin.TOPICS.frames, 0, 0, key, value), broker)
+        assert await twin.step(runtime, event, random.Random(0), crash_now=False)
+        assert b"partition/0" in broker.store.durable  # the claim is durable before any output
+        assert runtime.keeper.partitions[0].claimed
+        assert not any(decode(BboUpdate, v).duplicate for t, _, v in sink.outputs if t == twin.TOPICS.bbo)
+
+    asyncio.run(scenario())
