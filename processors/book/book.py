@@ -21,7 +21,7 @@ from processors.book.levels import Order, PriceLevel
 from processors.book.state import STATE_VERSION, BookState, LevelState, copy_stats, level_state
 from processors.book.stats import BookStats
 from topics.logs import RateLimitedLog
-from topics.records import F_LAST, F_SNAPSHOT, F_TOB, UNDEF_PRICE, BookTrade, Level, MboRecord
+from topics.records import F_LAST, F_MAYBE_BAD_BOOK, F_SNAPSHOT, F_TOB, UNDEF_PRICE, BookTrade, Level, MboRecord
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ class Book:
             self._end_duplicate_run()
         by_action = stats.by_action
         by_action[action] = by_action.get(action, 0) + 1
+        if flags & F_MAYBE_BAD_BOOK:
+            stats.maybe_bad_book += 1
         if action == "A":
             if flags & F_TOB:
                 self._set_top(side, price, size, order_id, ts_recv)

@@ -20,6 +20,7 @@ class BookStats(msgspec.Struct, kw_only=True):
     unknown_modifies: int = 0  # M of an order the book does not hold (then added, as Databento does)
     over_cancels: int = 0  # C larger than the resting size: the order is removed
     duplicate_adds: int = 0  # A of an order id already resting: the old order is replaced
+    maybe_bad_book: int = 0  # records applied that carry F_MAYBE_BAD_BOOK (the venue channel had a gap)
     clears: int = 0  # R records applied
     snapshots: int = 0  # snapshots begun (after an R, or implicitly at a first F_SNAPSHOT add)
     tob_updates: int = 0  # F_TOB adds (side replaced by one level)

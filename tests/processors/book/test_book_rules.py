@@ -6,7 +6,7 @@ import pytest
 
 from processors.book import Book, BookError, PolicyError, WrongBookError
 from tests.processors.book.factory import INST, PUB, Feed, feed, new_book, px
-from topics.records import F_LAST, F_MBP, F_TOB, UNDEF_PRICE, BookTrade, Level, MboRecord
+from topics.records import F_LAST, F_MAYBE_BAD_BOOK, F_MBP, F_TOB, UNDEF_PRICE, BookTrade, Level, MboRecord
 
 pytestmark = pytest.mark.unit
 
@@ -289,6 +289,15 @@ def test_trade_with_an_invalid_side_is_a_bad_record(f: Feed) -> None:
 
     assert book.take_trades() == []
     assert book.stats.bad_records == 1
+
+
+def test_records_flagged_maybe_bad_book_are_counted(f: Feed) -> None:
+    book = new_book()
+
+    feed(book, [f.add("B", px(0), 1, 1, flags=F_LAST | F_MAYBE_BAD_BOOK), f.add("B", px(0), 1, 2)])
+
+    assert book.stats.maybe_bad_book == 1
+    assert book.order_count == 2
 
 
 def test_unknown_action_letter_is_a_bad_record() -> None:
