@@ -44,6 +44,13 @@ class ReaderStats:
         }
 
 
+def check_on_error(on_error: str) -> OnError:
+    """``on_error`` itself, or ``ValueError`` when it is not ``"stop"`` or ``"skip"``."""
+    if on_error not in ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, not {on_error!r}")
+    return on_error
+
+
 class Problems:
     """Applies the ``on_error`` policy to malformed records of one file.
 
@@ -52,10 +59,8 @@ class Problems:
     """
 
     def __init__(self, path: Path, on_error: OnError, stats: ReaderStats) -> None:
-        if on_error not in ON_ERROR_CHOICES:
-            raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, not {on_error!r}")
         self.path = path
-        self.on_error = on_error
+        self.on_error = check_on_error(on_error)
         self.stats = stats
         self._last_log: dict[str, float] = {}
         self._unlogged: Counter[str] = Counter()
@@ -145,12 +150,11 @@ class MboReader(abc.ABC):
 
     def __init__(self, path: str | Path, *, on_error: OnError = "stop") -> None:
         self.path = Path(path)
-        self.on_error: OnError = on_error
+        self.on_error: OnError = check_on_error(on_error)
         self.stats = ReaderStats()
         self.symbols: dict[int, str] = {}
         self._size = 0
         self._done = 0
-        Problems(self.path, on_error, self.stats)  # validates on_error early
 
     def __iter__(self) -> Iterator[MboRecord]:
         return self.records()
@@ -163,11 +167,16 @@ class MboReader(abc.ABC):
     ) -> None:
         return None
 
-    def _start_pass(self) -> Problems:
+    def start_pass(self) -> Problems:
+        """For implementations: fresh statistics for a new pass, and its error policy."""
         self.stats = ReaderStats()
         self._size = self.path.stat().st_size
         self._done = 0
         return Problems(self.path, self.on_error, self.stats)
+
+    def mark_progress(self, done_bytes: int) -> None:
+        """For implementations: bytes of the file consumed so far (compressed bytes for zstd)."""
+        self._done = done_bytes
 
     @abc.abstractmethod
     def records(self) -> Iterator[MboRecord]:

@@ -162,7 +162,8 @@ class DbnReader(MboReader):
         """The file's metadata (databento_dbn.Metadata), once a pass has started."""
         return self.prefix.metadata if self.prefix else None
 
-    def _begin(self, stream: IO[bytes]) -> DbnPrefix:
+    def begin(self, stream: IO[bytes]) -> DbnPrefix:
+        """Read the stream's DBN prefix, check the schema, learn the metadata's symbols."""
         prefix = read_prefix(stream, self.path)
         check_schema(prefix, self.path)
         self.prefix = prefix
@@ -170,9 +171,9 @@ class DbnReader(MboReader):
         return prefix
 
     def records(self) -> Iterator[MboRecord]:
-        problems = self._start_pass()
+        problems = self.start_pass()
         with open_stream(self.path) as (raw, stream):
-            prefix = self._begin(stream)
+            prefix = self.begin(stream)
             decoder = dbn.DBNDecoder(has_metadata=False, input_version=prefix.version, upgrade_policy=UPGRADE)
             yield from self._decode(raw, stream, decoder, prefix.records_offset, problems)
 
@@ -195,10 +196,10 @@ class DbnReader(MboReader):
                         self.stats.records += 1
                         yield rec
                 else:
-                    self._ignore(msg)
+                    self.ignore(msg)
                 pos += msg.record_size()
             start += len(pending) + len(chunk) - len(decoder.buffer())
-            self._done = raw.tell()
+            self.mark_progress(raw.tell())
         self._finish(decoder, start, problems)
 
     def _convert(self, msg: Any, pos: int, problems: Problems) -> MboRecord | None:
@@ -216,7 +217,8 @@ class DbnReader(MboReader):
             flags=int(msg.flags), ts_in_delta=msg.ts_in_delta, sequence=msg.sequence,
         )
 
-    def _ignore(self, msg: Any) -> None:
+    def ignore(self, msg: Any) -> None:
+        """Count a non-MBO record; a symbol mapping also teaches its symbol."""
         rtype = msg.rtype
         name = getattr(rtype, "name", str(rtype)).lower()
         self.stats.ignored[name] += 1
@@ -240,7 +242,7 @@ class DbnReader(MboReader):
                     self.stats.records += 1
                     yield rec
             else:
-                self._ignore(msg)
+                self.ignore(msg)
             pos += msg.record_size()
         raise UnrecoverableRecordError(self.path, f"byte offset {bad}", reason)
 

@@ -40,9 +40,9 @@ def iter_dbn_columns(reader: DbnReader, max_records: int) -> Iterator[MboColumns
     if sys.byteorder != "little":  # the casts below read native order; DBN is little-endian
         yield from super(DbnReader, reader).iter_columns(max_records)
         return
-    problems = reader._start_pass()
+    problems = reader.start_pass()
     with open_stream(reader.path) as (raw, stream):
-        prefix = reader._begin(stream)
+        prefix = reader.begin(stream)
         scanner = _Scanner(reader, problems, prefix.version, 64 if prefix.metadata.ts_out else MBO_BYTES)
         yield from scanner.run(raw, stream, prefix.records_offset, max_records)
 
@@ -66,7 +66,7 @@ class _Scanner:
             if mbo:
                 yield from self._columns(mbo, offsets or range(offset, offset + len(mbo), self.rec_len))
             offset += used
-            self.reader._done = raw.tell()
+            self.reader.mark_progress(raw.tell())
         if left:
             self.problems.report(
                 f"byte offset {offset}", f"the file ends inside a record ({len(left)} of {left[0] * 4} bytes)",
@@ -117,7 +117,7 @@ class _Scanner:
             self.reader.stats.ignored[f"rtype 0x{record[1]:02x}"] += 1
             return
         for msg in msgs:
-            self.reader._ignore(msg)
+            self.reader.ignore(msg)
         if not msgs:
             self.reader.stats.ignored[f"rtype 0x{record[1]:02x}"] += 1
 

@@ -16,7 +16,6 @@ skipped and counted in ``stats.ignored``.
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +23,14 @@ from typing import Literal
 
 from producers.readers.base import MboReader, OnError, Problems
 from producers.readers.errors import UnsupportedFileError
-from producers.readers.text import FieldError, open_text, parse_decimal_price, parse_int, parse_timestamp
+from producers.readers.text import (
+    FieldError,
+    csv_rows,
+    open_text,
+    parse_decimal_price,
+    parse_int,
+    parse_timestamp,
+)
 from topics.records import ACTIONS, SIDES, UNDEF_PRICE, MboRecord
 
 logger = logging.getLogger(__name__)
@@ -49,21 +55,21 @@ class DatabentoCsvReader(MboReader):
         self.price_format = price_format
 
     def records(self) -> Iterator[MboRecord]:
-        problems = self._start_pass()
+        problems = self.start_pass()
         with open_text(self.path) as (raw, text):
-            rows = csv.reader(text)
-            header = next(rows, None)
+            rows = csv_rows(text, lambda line, reason: problems.report(f"row {line}", reason, "csv syntax"))
+            _, header = next(rows, (0, None))
             if header is None:
                 raise UnsupportedFileError(self.path, "the file is empty (no header row)")
             parser = _RowParser(self.path, header, self.price_format)
-            for row in rows:
-                rec = self._parse(parser, row, rows.line_num, problems)
+            for line, row in rows:
+                rec = self._parse(parser, row, line, problems)
                 if rec is not None:
                     self.stats.records += 1
                     yield rec
-                if not rows.line_num % 4096:
-                    self._done = raw.tell()
-            self._done = raw.tell()
+                if not line % 4096:
+                    self.mark_progress(raw.tell())
+            self.mark_progress(raw.tell())
 
     def _parse(self, parser: _RowParser, row: list[str], line: int, problems: Problems) -> MboRecord | None:
         if not row:

@@ -30,7 +30,6 @@ Consecutive rows with the same timestamp are one event: only the last record of 
 from __future__ import annotations
 
 import calendar
-import csv
 import logging
 import re
 from collections.abc import Iterator
@@ -38,9 +37,11 @@ from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from producers.readers.base import MboReader, OnError, Problems
 from producers.readers.errors import UnsupportedFileError
-from producers.readers.text import NS, FieldError, open_text, parse_int
+from producers.readers.text import NS, FieldError, csv_rows, open_text, parse_int
 from topics.records import F_LAST, MboRecord
 
 logger = logging.getLogger(__name__)
@@ -77,12 +78,11 @@ class LobsterReader(MboReader):
         self.midnight_ns = local_midnight_ns(self.date, tz)
 
     def records(self) -> Iterator[MboRecord]:
-        problems = self._start_pass()
+        problems = self.start_pass()
         pending: list[MboRecord] = []
         with open_text(self.path) as (raw, text):
-            rows = csv.reader(text)
-            for row in rows:
-                line = rows.line_num
+            rows = csv_rows(text, lambda line, reason: problems.report(f"row {line}", reason, "csv syntax"))
+            for line, row in rows:
                 if not row:
                     continue
                 event = self._parse(row, line, problems)
@@ -95,8 +95,8 @@ class LobsterReader(MboReader):
                     yield from self._flush(pending, last=False)
                 pending = event
                 if not line % 4096:
-                    self._done = raw.tell()
-            self._done = raw.tell()
+                    self.mark_progress(raw.tell())
+            self.mark_progress(raw.tell())
         if pending:
             yield from self._flush(pending, last=True)
 
@@ -104,64 +104,71 @@ class LobsterReader(MboReader):
         self.stats.records += len(records)
         if last:
             tail = records[-1]
-            records = [*records[:-1], _with_flags(tail, tail.flags | F_LAST)]
+            records = [*records[:-1], msgspec.structs.replace(tail, flags=tail.flags | F_LAST)]
         yield from records
 
     def _parse(self, row: list[str], line: int, problems: Problems) -> list[MboRecord] | None:
         try:
-            return self._convert(row, line)
+            return self._convert(parse_message(row), line)
         except FieldError as e:
             problems.report(f"row {line}", e.reason, e.category)
             return None
 
-    def _convert(self, row: list[str], line: int) -> list[MboRecord] | None:
-        if len(row) != COLUMNS:
-            raise FieldError("column count", f"expected {COLUMNS} columns, got {len(row)}")
-        ts = self.midnight_ns + parse_seconds(row[0])
-        kind = parse_int(row[1], "type", 1, 7)
-        price = parse_int(row[4], "price", -9_999_999_999, 9_999_999_999)
-        if kind == 7:
-            self.stats.ignored[HALT_KINDS.get(price, "halt")] += 1
-            logger.info("%s: row %d: trading %s", self.path, line, HALT_KINDS.get(price, "halt"))
+    def _convert(self, msg: LobsterMessage, line: int) -> list[MboRecord] | None:
+        """The MBO records of one message (see the module docstring), None for a halt message."""
+        if msg.kind == 7:
+            kind = HALT_KINDS.get(msg.price, "halt")
+            self.stats.ignored[kind] += 1
+            logger.info("%s: row %d: trading %s", self.path, line, kind)
             return None
-        order_id = parse_int(row[2], "order id", 0, U64)
-        size = parse_int(row[3], "size", 0, U32)
-        direction = parse_int(row[5], "direction", -1, 1)
-        if kind <= 4 and direction not in _SIDE:
-            raise FieldError("bad direction", f"direction: {direction} is not 1 (buy) or -1 (sell)")
-        if price <= 0:
-            raise FieldError("bad price", f"price: {price} is not a positive price")
-        make = _Maker(self, ts, line, price * PRICE_UNIT, size)
-        if kind == 1:
-            return [make("A", _SIDE[direction], order_id)]
-        if kind in (2, 3):
-            return [make("C", _SIDE[direction], order_id)]
-        if kind == 4:
-            side = _SIDE[direction]
-            return [make("T", _OPPOSITE[side], 0), make("F", side, order_id), make("C", side, order_id)]
-        return [make("T", "N", order_id)]  # 5 hidden execution, 6 cross trade
+        ts = self.midnight_ns + msg.time_ns
+        price = msg.price * PRICE_UNIT
+
+        def make(action: str, side: str, order_id: int) -> MboRecord:
+            return MboRecord(
+                ts_recv=ts, ts_event=ts, publisher_id=self.publisher_id, instrument_id=self.instrument_id,
+                action=action, side=side, price=price, size=msg.size, order_id=order_id,  # type: ignore[arg-type]
+                sequence=line,
+            )
+
+        if msg.kind == 1:
+            return [make("A", _SIDE[msg.direction], msg.order_id)]
+        if msg.kind in (2, 3):
+            return [make("C", _SIDE[msg.direction], msg.order_id)]
+        if msg.kind == 4:
+            side = _SIDE[msg.direction]
+            return [make("T", _OPPOSITE[side], 0), make("F", side, msg.order_id), make("C", side, msg.order_id)]
+        return [make("T", "N", msg.order_id)]  # 5 hidden execution, 6 cross trade
 
 
-class _Maker:
-    """Builds the records of one message row."""
+class LobsterMessage(msgspec.Struct, frozen=True):
+    """One row of a LOBSTER message file, e.g. ``34200.004241176,1,16113575,18,5853300,1``."""
 
-    def __init__(self, reader: LobsterReader, ts: int, line: int, price: int, size: int) -> None:
-        self.reader, self.ts, self.line, self.price, self.size = reader, ts, line, price, size
-
-    def __call__(self, action: str, side: str, order_id: int) -> MboRecord:
-        return MboRecord(
-            ts_recv=self.ts, ts_event=self.ts, publisher_id=self.reader.publisher_id,
-            instrument_id=self.reader.instrument_id, action=action, side=side,  # type: ignore[arg-type]
-            price=self.price, size=self.size, order_id=order_id, sequence=self.line,
-        )
+    time_ns: int  # column 1, seconds after midnight (exchange local time) as ns
+    kind: int  # column 2, event type 1..7 (submit, partial cancel, delete, execution, hidden execution, cross, halt)
+    order_id: int  # column 3, LOBSTER's order reference (0 for hidden executions and halts)
+    size: int  # column 4, shares
+    price: int  # column 5, dollars x 10000; for halts -1 halt, 0 quoting, 1 resume
+    direction: int  # column 6, 1 buy limit order, -1 sell limit order (the resting side for executions)
 
 
-def _with_flags(rec: MboRecord, flags: int) -> MboRecord:
-    return MboRecord(
-        ts_recv=rec.ts_recv, ts_event=rec.ts_event, publisher_id=rec.publisher_id, instrument_id=rec.instrument_id,
-        action=rec.action, side=rec.side, price=rec.price, size=rec.size, channel_id=rec.channel_id,
-        order_id=rec.order_id, flags=flags, ts_in_delta=rec.ts_in_delta, sequence=rec.sequence,
+def parse_message(row: list[str]) -> LobsterMessage:
+    """A message row, checked; :class:`FieldError` names the field that is wrong."""
+    if len(row) != COLUMNS:
+        raise FieldError("column count", f"expected {COLUMNS} columns, got {len(row)}")
+    msg = LobsterMessage(
+        time_ns=parse_seconds(row[0]), kind=parse_int(row[1], "type", 1, 7),
+        order_id=parse_int(row[2], "order id", 0, U64), size=parse_int(row[3], "size", 0, U32),
+        price=parse_int(row[4], "price", -9_999_999_999, 9_999_999_999),
+        direction=parse_int(row[5], "direction", -1, 1),
     )
+    if msg.kind == 7:
+        return msg
+    if msg.kind <= 4 and msg.direction not in _SIDE:
+        raise FieldError("bad direction", f"direction: {msg.direction} is not 1 (buy) or -1 (sell)")
+    if msg.price <= 0:
+        raise FieldError("bad price", f"price: {msg.price} is not a positive price")
+    return msg
 
 
 def parse_seconds(text: str) -> int:

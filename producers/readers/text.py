@@ -6,9 +6,10 @@ Each raises :class:`FieldError` naming the field, which the reader turns into a 
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -85,6 +86,20 @@ def parse_timestamp(text: str, field: str) -> int:
         raise FieldError(f"bad {field}", f"{field}: {text!r} is not a valid date and time") from None
     frac = m[3] or ""
     return seconds * NS + int(frac.ljust(9, "0") if frac else 0)
+
+
+def csv_rows(text: IO[str], on_bad: Callable[[int, str], None]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each CSV row; a row the csv module cannot read goes to ``on_bad(line, reason)``."""
+    rows = csv.reader(text)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            on_bad(rows.line_num, f"unreadable CSV row: {e}")
+            continue
+        yield rows.line_num, row
 
 
 @contextlib.contextmanager
