@@ -44,15 +44,16 @@ class Accumulator:
     def pending_rows(self) -> int:
         return self.batch.n_rows
 
-    def add(self, tp: TopicPartition, offset: int, table: str | None, rows: list[Row], now: float) -> None:
-        """Record the message at ``offset`` of ``tp`` and its rows (none for a dead letter)."""
+    def extend(self, rows: dict[str, list[Row]], offsets: dict[TopicPartition, int], n_messages: int,
+               now: float) -> None:
+        """Add the rows and next offsets of ``n_messages`` consumed messages at once."""
         batch = self.batch
-        if batch.n_messages == 0:
+        if batch.n_messages == 0 and n_messages:
             batch.opened_at = now
-        batch.n_messages += 1
-        batch.offsets[tp] = offset + 1
-        if table is not None:
-            batch.add(table, rows)
+        batch.n_messages += n_messages
+        batch.offsets.update(offsets)
+        for table, table_rows in rows.items():
+            batch.add(table, table_rows)
 
     def due(self, now: float) -> bool:
         batch = self.batch

@@ -14,11 +14,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from sinks.batching import Accumulator, Backoff
@@ -27,7 +27,7 @@ from sinks.deadletter import DeadLetters
 from sinks.errors import RowError, SinkBackpressure, SinkError
 from sinks.metrics import HealthServer, SinkMetrics
 from sinks.store import RowStore
-from sinks.tables import TableSpec
+from sinks.tables import Row, TableSpec
 from sinks.writer import FAILED, HEALTHY, RETRYING, Writer
 from topics import codec
 from topics.errors import DecodeError
@@ -80,7 +80,10 @@ class Sink:
         self._acc = Accumulator(config.batch_rows, config.batch_ms / 1000)
         queue_bound = max(config.batch_rows, config.max_pending_rows - config.batch_rows)
         self.writer = Writer(connect, self.metrics, queue_bound, Backoff(0.1, 5.0))
-        self._decoders = {topic: (spec.name, spec.record_type, spec.to_rows) for topic, spec in config.topics.items()}
+        self._decoders: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], Any], bool]] = {
+            topic: (spec.name, codec.decoder(spec.record_type).decode, spec.convert, spec.multi)
+            for topic, spec in config.topics.items()
+        }
         self._stop = threading.Event()
         self._assigned: set[TP] = set()
         self._paused = False
@@ -92,6 +95,7 @@ class Sink:
         self._last_lag_at = 0.0
         self._progress = _Progress(clock())
         self.rows_committed = 0
+        self.first_message_at: float | None = None  # clock value when the first message arrived
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -177,6 +181,8 @@ class Sink:
         msgs = self._consumer.consume(CONSUME_BATCH, self._acc.wait_s(now, POLL_CAP_S))
         now = self._clock()
         if msgs:
+            if self.first_message_at is None:
+                self.first_message_at = now
             self._handle(msgs, now)
             self._last_message_at = now
         if self._acc.due(now):
@@ -187,27 +193,45 @@ class Sink:
             self._progress.log(now, self)
 
     def _handle(self, msgs: list[Any], now: float) -> None:  # confluent Messages; Any keeps the hot loop lean
-        add = self._acc.add
-        per_topic: Counter[str] = Counter()
+        """Decode ``msgs`` into rows and add them, with their offsets, to the batch being filled."""
+        rows: dict[str, list[Row]] = {}
+        offsets: dict[TP, int] = {}
+        per_topic: dict[str, int] = {}
         for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                self._on_message_error(msg, err)
+            if msg.error() is not None:
+                self._on_message_error(msg, msg.error())
                 continue
             topic = msg.topic()
-            per_topic[topic] += 1
-            tp = (topic, msg.partition())
-            table, record_type, to_rows = self._decoders[topic]
+            per_topic[topic] = per_topic.get(topic, 0) + 1
+            table, decode, convert, multi = self._decoders[topic]
             try:
-                rows = to_rows(codec.decode(record_type, msg.value()))
-            except (DecodeError, RowError) as e:
-                self._dead.send(msg, str(e))
-                self.metrics.dead_letters.labels(topic).inc()
-                add(tp, msg.offset(), None, [], now)
-                continue
-            add(tp, msg.offset(), table, rows, now)
+                out = convert(decode(msg.value()))
+            except (msgspec.MsgspecError, TypeError, RowError) as e:
+                self._reject(msg, e)
+            else:
+                bucket = rows.get(table)
+                if bucket is None:
+                    bucket = rows[table] = []
+                if multi:
+                    bucket.extend(out)
+                else:
+                    bucket.append(out)
+            offsets[(topic, msg.partition())] = msg.offset() + 1
+        self._acc.extend(rows, offsets, len(msgs), now)
         for topic, n in per_topic.items():
             self.metrics.messages.labels(topic).inc(n)
+
+    def _reject(self, msg: Message, error: Exception) -> None:
+        """Send ``msg`` to the dead letters with a reason naming the field (via :func:`topics.codec.decode`)."""
+        topic = msg.topic() or ""
+        reason = str(error)
+        if not isinstance(error, RowError):
+            try:
+                codec.decode(self.config.topics[topic].record_type, msg.value())  # type: ignore[arg-type]
+            except DecodeError as e:
+                reason = str(e)
+        self._dead.send(msg, reason)
+        self.metrics.dead_letters.labels(topic).inc()
 
     def _on_message_error(self, msg: Message, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:

@@ -50,7 +50,8 @@ def book_trades(n: int, start_ns: int = START_NS, seed: int = 11) -> list[BookTr
     return [BookTrade(publisher_id=1, instrument_id=1000 + i % 2, ts_event=start_ns + i * 3_000_000,
                       ts_recv=start_ns + i * 3_000_000 + 700, sequence=i + 1,
                       price=100_000_000_000 + rng.randint(-20, 20) * TICK, size=rng.randint(1, 50),
-                      side="A" if rng.random() < 0.5 else "B", order_id=2**63 + i if i % 5 == 0 else i) for i in range(n)]
+                      side="A" if rng.random() < 0.5 else "B", order_id=2**63 + i if i % 5 == 0 else i)
+            for i in range(n)]
 
 
 def exchange_trades(n: int, start_ns: int = START_NS) -> list[TradeTick]:

@@ -59,7 +59,13 @@ class TableSpec:
     topic: str
     columns: tuple[Column, ...]
     key: tuple[str, ...]
-    to_rows: Callable[[Any], list[Row]]
+    convert: Callable[[Any], Any]  # record -> one Row, or a list of rows when ``multi``
+    multi: bool = False
+
+    def rows_of(self, record: Any) -> list[Row]:
+        """The rows of one decoded record (raises :class:`RowError` for a value out of range)."""
+        out = self.convert(record)
+        return out if self.multi else [out]
 
     @property
     def record_type(self) -> type:
@@ -98,46 +104,45 @@ _BOOK_HEAD = "ts:ts instrument_id:int8 publisher_id:int4 sequence:int8 ts_recv_n
 _BOOK_KEY = ("instrument_id", "ts", "publisher_id", "ts_recv_ns", "sequence")
 
 
-def bbo_rows(r: BboUpdate) -> list[Row]:
-    if r.ts_recv > INT64_MAX or r.ts_event > INT64_MAX or r.bid_sz > INT64_MAX or r.ask_sz > INT64_MAX \
-            or r.bid_ct > INT64_MAX or r.ask_ct > INT64_MAX:
+def bbo_row(r: BboUpdate) -> Row:
+    if (r.ts_recv | r.ts_event | r.bid_sz | r.ask_sz | r.bid_ct | r.ask_ct) > INT64_MAX:  # all are >= 0: one test
         _check_i64(r, ("ts_recv", "ts_event", "bid_sz", "ask_sz", "bid_ct", "ask_ct"))
-    return [(r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
-             r.bid_px, r.bid_sz, r.bid_ct, r.ask_px, r.ask_sz, r.ask_ct, r.crossed, r.duplicate)]
+    return (r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
+             r.bid_px, r.bid_sz, r.bid_ct, r.ask_px, r.ask_sz, r.ask_ct, r.crossed, r.duplicate)
 
 
-def mbp10_rows(r: Mbp10Snapshot) -> list[Row]:
+def mbp10_row(r: Mbp10Snapshot) -> Row:
     _check_i64(r, ("ts_recv", "ts_event"))
     for side, levels in (("bids", r.bids), ("asks", r.asks)):
         for i, lv in enumerate(levels):
             if lv.size > INT64_MAX or lv.count > INT64_MAX:
                 raise RowError(f"$.{side}[{i}]", "size or count does not fit a signed 64-bit column")
-    return [(r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
+    return (r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
              [lv.price for lv in r.bids], [lv.size for lv in r.bids], [lv.count for lv in r.bids],
              [lv.price for lv in r.asks], [lv.size for lv in r.asks], [lv.count for lv in r.asks],
-             r.crossed, r.duplicate)]
+             r.crossed, r.duplicate)
 
 
-def book_trade_rows(r: BookTrade) -> list[Row]:
+def book_trade_row(r: BookTrade) -> Row:
     _check_i64(r, ("ts_recv", "ts_event"))
-    return [(r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
-             r.price, r.size, r.side, _signed64(r.order_id), r.synthetic, r.duplicate)]
+    return (r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
+             r.price, r.size, r.side, _signed64(r.order_id), r.synthetic, r.duplicate)
 
 
-def anomaly_rows(r: BookAnomaly) -> list[Row]:
+def anomaly_row(r: BookAnomaly) -> Row:
     _check_i64(r, ("ts_recv", "ts_event", "count"))
-    return [(r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
-             r.kind, r.detail, r.count)]
+    return (r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
+             r.kind, r.detail, r.count)
 
 
-def exchange_trade_rows(r: TradeTick) -> list[Row]:
+def exchange_trade_row(r: TradeTick) -> Row:
     _check_i64(r, ("ts_event", "ts_recv", "size"))
-    return [(r.ts_event, r.venue, r.symbol, r.trade_id, r.ts_event, r.ts_recv, r.price, r.size, r.side)]
+    return (r.ts_event, r.venue, r.symbol, r.trade_id, r.ts_event, r.ts_recv, r.price, r.size, r.side)
 
 
-def exchange_quote_rows(r: QuoteTick) -> list[Row]:
+def exchange_quote_row(r: QuoteTick) -> Row:
     _check_i64(r, ("ts_event", "ts_recv", "bid_sz", "ask_sz"))
-    return [(r.ts_event, r.venue, r.symbol, r.ts_event, r.ts_recv, r.bid_px, r.bid_sz, r.ask_px, r.ask_sz)]
+    return (r.ts_event, r.venue, r.symbol, r.ts_event, r.ts_recv, r.bid_px, r.bid_sz, r.ask_px, r.ask_sz)
 
 
 def feature_rows(r: FeatureBar) -> list[Row]:
@@ -145,54 +150,54 @@ def feature_rows(r: FeatureBar) -> list[Row]:
     return [(r.ts_event, r.instrument, r.interval_ns, name, value) for name, value in r.values.items()]
 
 
-def regime_rows(r: RegimeSignal) -> list[Row]:
+def regime_row(r: RegimeSignal) -> Row:
     _check_i64(r, ("ts_event", "interval_ns"))
-    return [(r.ts_event, r.instrument, r.interval_ns, r.kind, r.state, r.probability, r.changed)]
+    return (r.ts_event, r.instrument, r.interval_ns, r.kind, r.state, r.probability, r.changed)
 
 
 BBO = TableSpec(
     "bbo", catalog.BOOK_BBO.name,
     _cols(_BOOK_HEAD + " bid_px:int8? bid_sz:int8 bid_ct:int8 ask_px:int8? ask_sz:int8 ask_ct:int8"
           " crossed:bool duplicate:bool"),
-    _BOOK_KEY, bbo_rows,
+    _BOOK_KEY, bbo_row,
 )
 MBP10 = TableSpec(
     "mbp10", catalog.BOOK_MBP10.name,
     _cols(_BOOK_HEAD + " bid_px:int8[] bid_sz:int8[] bid_ct:int8[] ask_px:int8[] ask_sz:int8[] ask_ct:int8[]"
           " crossed:bool duplicate:bool"),
-    _BOOK_KEY, mbp10_rows,
+    _BOOK_KEY, mbp10_row,
 )
 BOOK_TRADES = TableSpec(
     "book_trades", catalog.BOOK_TRADES.name,
     _cols(_BOOK_HEAD + " price:int8 size:int8 side:text order_id:int8 synthetic:bool duplicate:bool"),
-    (*_BOOK_KEY, "order_id", "side", "price", "size", "synthetic"), book_trade_rows,
+    (*_BOOK_KEY, "order_id", "side", "price", "size", "synthetic"), book_trade_row,
 )
 BOOK_ANOMALIES = TableSpec(
     "book_anomalies", catalog.BOOK_ANOMALIES.name,
     _cols(_BOOK_HEAD + " kind:text detail:text count:int8"),
-    (*_BOOK_KEY, "kind"), anomaly_rows,
+    (*_BOOK_KEY, "kind"), anomaly_row,
 )
 EXCHANGE_TRADES = TableSpec(
     "exchange_trades", catalog.TICKS_TRADES.name,
     _cols("ts:ts venue:text symbol:text trade_id:text ts_event_ns:int8 ts_recv_ns:int8 price:int8 size:int8"
           " side:text"),
-    ("venue", "symbol", "trade_id", "ts"), exchange_trade_rows,
+    ("venue", "symbol", "trade_id", "ts"), exchange_trade_row,
 )
 EXCHANGE_QUOTES = TableSpec(
     "exchange_quotes", catalog.TICKS_QUOTES.name,
     _cols("ts:ts venue:text symbol:text ts_event_ns:int8 ts_recv_ns:int8 bid_px:int8? bid_sz:int8"
           " ask_px:int8? ask_sz:int8"),
-    ("venue", "symbol", "ts", "ts_event_ns", "ts_recv_ns"), exchange_quote_rows,
+    ("venue", "symbol", "ts", "ts_event_ns", "ts_recv_ns"), exchange_quote_row,
 )
 FEATURE_BARS = TableSpec(
     "feature_bars", catalog.FEATURES_BARS.name,
     _cols("ts:ts instrument:text interval_ns:int8 name:text value:float8?"),
-    ("instrument", "interval_ns", "name", "ts"), feature_rows,
+    ("instrument", "interval_ns", "name", "ts"), feature_rows, multi=True,
 )
 REGIME_SIGNALS = TableSpec(
     "regime_signals", catalog.SIGNALS_REGIME.name,
     _cols("ts:ts instrument:text interval_ns:int8 kind:text state:text probability:float8 changed:bool"),
-    ("instrument", "kind", "interval_ns", "ts"), regime_rows,
+    ("instrument", "kind", "interval_ns", "ts"), regime_row,
 )
 
 TABLES: tuple[TableSpec, ...] = (

@@ -41,7 +41,8 @@ class Writer:
         self.queued_rows = 0
         self.state = HEALTHY
         self.error: BaseException | None = None
-        self.last_commit_at: float | None = None
+        self.last_commit_at: float | None = None  # wall clock (s) of the last database commit
+        self.last_commit_mono: float | None = None  # the same on the monotonic clock
         self._thread = threading.Thread(target=self._run, name="sink-writer", daemon=True)
 
     def start(self) -> Writer:
@@ -160,6 +161,7 @@ class Writer:
         m.batch_rows.observe(batch.n_rows)
         m.db_up.set(1)
         self.last_commit_at = time.time()
+        self.last_commit_mono = time.monotonic()
         if self.state == RETRYING:
             logger.info("database is back: batch of %d rows committed after %d retries", batch.n_rows,
                         self._backoff.attempt)
