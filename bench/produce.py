@@ -92,7 +92,8 @@ def make_topic(bootstrap: str) -> str:
 
 
 def drop_topic(bootstrap: str, name: str) -> None:
-    admin_client(bootstrap).delete_topics([name])[name].result(30)
+    admin = admin_client(bootstrap)  # keep the client alive until the future resolves
+    admin.delete_topics([name])[name].result(30)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -109,19 +109,26 @@ class KafkaFrameSink:
         self._encode = codec.encode
 
     def require_topic(self, timeout_s: float = 15.0) -> None:
-        """Fail fast, naming the topic, when the broker cannot be reached or the topic does not exist."""
-        try:
-            meta = self._producer.list_topics(timeout=timeout_s)
-        except KafkaException as e:
-            raise DeliveryError(f"cannot reach Kafka at {self.bootstrap}: {e}") from None
-        topic = meta.topics.get(self.topic)
+        """Fail fast, naming the topic, when the broker cannot be reached or the topic does not exist (a topic
+        created a moment ago gets a few seconds to show up in the metadata)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                meta = self._producer.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+            except KafkaException as e:
+                raise DeliveryError(f"cannot reach Kafka at {self.bootstrap}: {e}") from None
+            topic = meta.topics.get(self.topic)
+            if topic is not None and topic.error is None:
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
         if topic is None:
             raise DeliveryError(
                 f"topic {self.topic!r} does not exist on {self.bootstrap}; create it "
                 "(`orderflow stack up` creates the catalog's topics)"
             )
-        if topic.error is not None:
-            raise DeliveryError(f"topic {self.topic!r} on {self.bootstrap}: {topic.error.str()}")
+        raise DeliveryError(f"topic {self.topic!r} on {self.bootstrap}: {topic.error.str()}")
 
     def send(self, frame: MboFrame) -> None:
         """Queue one frame; blocks (serving delivery reports) while the local queue is full."""
