@@ -108,7 +108,7 @@ class KafkaFrameSink:
         self._producer = Producer(config)
         self._encode = codec.encode
 
-    def require_topic(self, timeout_s: float = 15.0) -> None:
+    def require_topic(self, timeout_s: float = 5.0) -> None:
         """Fail fast, naming the topic, when the broker cannot be reached or the topic does not exist (a topic
         created a moment ago gets a few seconds to show up in the metadata)."""
         deadline = time.monotonic() + timeout_s
