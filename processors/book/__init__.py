@@ -4,7 +4,7 @@ See docs/book.md for the rules, the crossed-book policies, idempotency and the s
 """
 
 from processors.book.book import POLICIES, Book
-from processors.book.errors import BookError, PolicyError, StateError, WrongBookError
+from processors.book.errors import BookError, PolicyError, SideError, StateError, WrongBookError
 from processors.book.market import Market, MarketState
 from processors.book.state import BookState, ChannelState, DedupState, LevelState, OrderState
 from processors.book.stats import BookStats
@@ -22,6 +22,7 @@ __all__ = [
     "MarketState",
     "OrderState",
     "PolicyError",
+    "SideError",
     "StateError",
     "WrongBookError",
 ]

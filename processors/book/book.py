@@ -16,7 +16,7 @@ from sortedcontainers import SortedDict
 
 from processors.book import crossing
 from processors.book.dedup import Deduper
-from processors.book.errors import PolicyError, StateError, WrongBookError
+from processors.book.errors import PolicyError, SideError, StateError, WrongBookError
 from processors.book.levels import Order, PriceLevel
 from processors.book.state import STATE_VERSION, BookState, LevelState, copy_stats, level_state
 from processors.book.stats import BookStats
@@ -295,6 +295,13 @@ class Book:
     def _side_book(self, side: str) -> SortedDict:
         return self._bids if side == "B" else self._asks
 
+    def _query_side(self, side: str) -> SortedDict:
+        if side == "B":
+            return self._bids
+        if side == "A":
+            return self._asks
+        raise SideError(f"side {side!r}: expected 'B' (bids) or 'A' (asks)")
+
     def _place(self, order_id: int, side: str, price: int, size: int, arrival: int = 0) -> None:
         """Put an order at the back of its level (a new arrival unless ``arrival`` is given)."""
         if not arrival:
@@ -395,7 +402,7 @@ class Book:
 
     def levels(self, side: str, depth: int = 10) -> list[Level]:
         """Up to ``depth`` aggregated levels of ``side`` ("B" or "A"), best first."""
-        book = self._side_book(side)
+        book = self._query_side(side)
         n = min(depth, len(book))
         if n <= 0:
             return []
@@ -405,7 +412,7 @@ class Book:
 
     def depth_of(self, side: str, price: int) -> int | None:
         """Index of the level at ``price`` on ``side`` (0 = best), or None when there is none."""
-        book = self._side_book(side)
+        book = self._query_side(side)
         if price not in book:
             return None
         index: int = book.index(price)
@@ -413,7 +420,7 @@ class Book:
 
     def queue(self, side: str, price: int) -> list[tuple[int, int]]:
         """(order_id, size) of the orders at ``price`` on ``side``, in priority order."""
-        level = self._side_book(side).get(price)
+        level = self._query_side(side).get(price)
         if level is None:
             return []
         return [(oid, order.size) for oid, order in level.orders.items()]
@@ -477,6 +484,8 @@ class Book:
                 level.orders[os_.order_id] = Order(side, ls.price, os_.size, os_.arrival)
                 level.total += os_.size
                 level.tob_oid = os_.order_id
+            elif os_.order_id in self._orders:
+                raise StateError(f"order {os_.order_id} is listed twice (level {ls.price}, side {side})")
             else:
                 self._place(os_.order_id, side, ls.price, os_.size, os_.arrival)
         self._best_bid = self._bids.peekitem(-1)[0] if self._bids else None

@@ -11,6 +11,10 @@ class PolicyError(BookError, ValueError):
     """An unknown crossed-book policy name."""
 
 
+class SideError(BookError, ValueError):
+    """A query for a side other than "B" (bids) or "A" (asks)."""
+
+
 class WrongBookError(BookError, ValueError):
     """A record given to a book of another (publisher_id, instrument_id)."""
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from processors.book import Book, BookError, PolicyError, WrongBookError
+from processors.book import Book, BookError, BookState, PolicyError, SideError, StateError, WrongBookError
 from tests.processors.book.factory import INST, PUB, Feed, feed, new_book, px
 from topics.records import F_LAST, F_MAYBE_BAD_BOOK, F_MBP, F_TOB, UNDEF_PRICE, BookTrade, Level, MboRecord
 
@@ -317,3 +318,30 @@ def test_stats_count_records_and_actions(f: Feed) -> None:
     assert book.stats.records == 4
     assert book.stats.by_action == {"A": 2, "C": 1}
     assert book.stats.duplicates_skipped == 1
+
+
+@pytest.mark.parametrize("query", ["levels", "depth_of", "queue"])
+def test_queries_refuse_a_side_other_than_bids_or_asks(query: str) -> None:
+    book = new_book()
+
+    with pytest.raises(SideError):
+        getattr(book, query)("N", *([px(0)] if query != "levels" else []))
+
+
+def test_restoring_a_state_with_an_order_listed_twice_is_refused(f: Feed) -> None:
+    book = new_book()
+    feed(book, [f.add("B", px(0), 1, 1), f.add("A", px(1), 1, 2)])
+    state = book.to_state()
+    broken = BookState(**{**{k: getattr(state, k) for k in state.__struct_fields__}, "asks": [
+        msgspec.structs.replace(state.asks[0], orders=[state.bids[0].orders[0]])
+    ]})
+
+    with pytest.raises(StateError, match="listed twice"):
+        Book.from_state(broken)
+
+
+def test_restoring_a_state_of_another_version_is_refused(f: Feed) -> None:
+    state = msgspec.structs.replace(new_book().to_state(), version=99)
+
+    with pytest.raises(StateError, match="version"):
+        Book.from_state(state)
