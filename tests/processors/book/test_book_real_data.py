@@ -11,7 +11,7 @@ import pytest
 
 from processors.book import Book, BookState, Market
 from tests.processors.book import bookdata as bd
-from topics.records import UNDEF_PRICE, Level, MboRecord
+from topics.records import F_SNAPSHOT, UNDEF_PRICE, Level, MboRecord
 
 pytestmark = pytest.mark.unit
 
@@ -91,6 +91,27 @@ def test_esh4_state_round_trip_mid_day_continues_identically() -> None:
         assert restored.apply(r) == original.apply(r)
 
     assert restored.to_state() == original.to_state()
+
+
+# ---------------------------------------------------------------- GLBX.MDP3 ESM4: R, snapshot, live
+
+def test_esm4_clear_and_snapshot_give_the_13600_order_book() -> None:
+    records = bd.mbo_records(bd.ESM4)
+    book = Book(records[0].publisher_id, records[0].instrument_id)
+
+    first_point = next(i for i, r in enumerate(records) if book.apply(r))
+
+    assert records[first_point].flags & F_SNAPSHOT
+    assert book.order_count == 13_600
+    assert (book.stats.clears, book.stats.snapshots) == (1, 1)
+
+
+def test_esm4_live_part_applies_without_unknown_orders() -> None:
+    book, _ = replay(bd.mbo_records(bd.ESM4))
+
+    s = book.stats
+    assert (s.unknown_cancels, s.unknown_modifies, s.over_cancels, s.duplicates_skipped) == (0, 0, 0, 0)
+    assert s.by_action == {"R": 1, "A": 13_678, "C": 80, "M": 27, "T": 5, "F": 5}
 
 
 # ---------------------------------------------------------------- every MBO file: idempotency on real sequences
