@@ -110,9 +110,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             linger_s=args.linger_ms / 1000.0, progress=False)
     try:
         started = time.perf_counter()
+        cpu = time.process_time()
         Replay(options, recorder).run()
+        read_s = time.perf_counter() - started
         left = recorder.flush(120)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     finally:
         if topic is not None and not args.keep_topic:
             drop_topic(args.bootstrap, topic)
@@ -125,6 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "frames_per_s": stats.frames_sent / elapsed,
         "mb_per_s": stats.bytes_sent / elapsed / 1e6, "avg": stats.records_sent / max(1, stats.frames_sent),
         "p50": percentile(sizes, 0.50), "p99": percentile(sizes, 0.99), "loops": loops,
+        "read_s": read_s, "cpu_s": cpu,
     }
 
 
@@ -168,7 +172,8 @@ def main() -> int:
     print(f"produce bench: {args.file.name} x{r['loops']}, frames <= {args.max_records} records, {target}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}")
-    print(f"records   {r['records']:>12,}   {r['records_per_s']:>12,.0f} records/s   in {r['elapsed_s']:.2f} s")
+    print(f"records   {r['records']:>12,}   {r['records_per_s']:>12,.0f} records/s   in {r['elapsed_s']:.2f} s "
+          f"(last record handed over after {r['read_s']:.2f} s; producer process CPU {r['cpu_s']:.2f} s)")
     print(f"frames    {r['frames']:>12,}   {r['frames_per_s']:>12,.0f} frames/s")
     print(f"bytes     {r['bytes']:>12,}   {r['mb_per_s']:>12,.1f} MB/s (JSON values, before compression)")
     print(f"per frame avg {r['avg']:.1f}  p50 {r['p50']}  p99 {r['p99']} records")

@@ -177,8 +177,8 @@ class Replay:
             self.session_end = max(info.end_ns, self.session_end or info.end_ns)
 
     def _play_chunk(self, chunk: Chunk) -> None:
-        ts = chunk.ts_recv()
-        n = len(ts)
+        n = len(chunk)
+        ts = chunk.ts_recv() if self.pacer.active else None
         pos = 0
         while pos < n:
             if self.control.commands != self._seen_commands or self.control.paused:
@@ -186,13 +186,18 @@ class Replay:
                 if self._break:
                     return
             now = self.clock()
-            end = self.pacer.due(ts, pos, now) if self.pacer.active else n
-            if end == pos:
-                self._idle(self.pacer.wait_s(ts[pos], now))
-                continue
-            self._send_chunk(chunk if end - pos == n else chunk.slice(pos, end), now)
+            if self.pacer.active:
+                ts = ts or chunk.ts_recv()  # the speed may have changed from max to paced
+                end = self.pacer.due(ts, pos, now)
+                if end == pos:
+                    self._idle(self.pacer.wait_s(ts[pos], now))
+                    continue
+            else:
+                end = n
+            part = chunk if end - pos == n else chunk.slice(pos, end)
+            self._send_chunk(part, now)
             self.st.records_read += end - pos
-            self.st.position_ns = ts[end - 1]
+            self.st.position_ns = part.last_ts_recv()
             pos = end
             if now - self._tick_at >= 1.0:
                 self._progress(now)

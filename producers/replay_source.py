@@ -92,6 +92,8 @@ class Chunk(Protocol):
 
     def ts_recv(self) -> list[int]: ...
 
+    def last_ts_recv(self) -> int: ...
+
     def slice(self, start: int, stop: int) -> Chunk: ...
 
     def blocks(self) -> list[Block]: ...
@@ -114,6 +116,9 @@ class RawChunk:
         if self._ts is None:
             self._ts = self.mv.cast("Q")[5::7].tolist()
         return self._ts
+
+    def last_ts_recv(self) -> int:
+        return int(self.mv[len(self.mv) - 16 : len(self.mv) - 8].cast("Q")[0])
 
     def slice(self, start: int, stop: int) -> RawChunk:
         ts = self._ts[start:stop] if self._ts is not None else None
@@ -158,6 +163,9 @@ class RecordChunk:
 
     def ts_recv(self) -> list[int]:
         return [r.ts_recv for r in self.records]
+
+    def last_ts_recv(self) -> int:
+        return self.records[-1].ts_recv
 
     def slice(self, start: int, stop: int) -> RecordChunk:
         return RecordChunk(self.records[start:stop], self.path, self.row + start, self.symbols)
