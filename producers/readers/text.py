@@ -21,6 +21,7 @@ from topics.fixed import parse_fixed
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 NS = 1_000_000_000
+UNDEF_TIMESTAMP = 18_446_744_073_709_551_615  # Databento's undefined timestamp (UINT64_MAX)
 _ISO = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?")
 
 
@@ -69,7 +70,12 @@ def _zone_seconds(zone: str | None) -> int:
 
 
 def parse_timestamp(text: str, field: str) -> int:
-    """UNIX nanoseconds from integer text or ISO 8601 (``2025-07-17T07:05:09.035793433Z``; no zone means UTC)."""
+    """UNIX nanoseconds from integer text or ISO 8601 (``2025-07-17T07:05:09.035793433Z``; no zone means UTC).
+
+    Empty text is ``UNDEF_TIMESTAMP``: Databento's CSV encoder writes both it and 0 as an empty field.
+    """
+    if not text:
+        return UNDEF_TIMESTAMP
     if text.isdigit() and text.isascii():
         return int(text)
     if len(text) == 30 and text[10] == "T" and text[19] == "." and text[29] == "Z" and text[20:29].isdigit():

@@ -151,3 +151,8 @@ def test_iso_timestamps_with_fewer_digits_and_offsets(tmp_path: Path) -> None:
     row = GOOD.replace("2025-07-17T08:05:03.360842448Z", "2025-07-17T10:05:03.36+02:00")
     (rec,) = DatabentoCsvReader(_write(tmp_path, row))
     assert rec.ts_recv == 1_752_739_503_360_000_000
+
+
+def test_empty_timestamp_is_undefined(tmp_path: Path) -> None:
+    (rec,) = DatabentoCsvReader(_write(tmp_path, GOOD.replace("2025-07-17T08:05:03.360842448Z", "", 1)))
+    assert rec.ts_recv == 2**64 - 1  # UNDEF_TIMESTAMP: Databento's encoder writes it (and 0) as an empty field
