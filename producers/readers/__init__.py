@@ -16,6 +16,7 @@ from producers.readers.dbn import DbnReader
 from producers.readers.dbn_csv import DatabentoCsvReader
 from producers.readers.detect import FORMATS, detect_format, open_records
 from producers.readers.errors import (
+    CorruptStreamError,
     MalformedRecordError,
     ReaderError,
     TruncatedFileError,
@@ -33,7 +34,7 @@ def iter_columns(
 
 
 __all__ = [
-    "DEFAULT_BATCH", "FORMATS", "DatabentoCsvReader", "DbnReader", "LobsterReader", "MalformedRecordError",
-    "MboColumns", "MboReader", "OnError", "ReaderError", "ReaderStats", "TruncatedFileError",
+    "DEFAULT_BATCH", "FORMATS", "CorruptStreamError", "DatabentoCsvReader", "DbnReader", "LobsterReader",
+    "MalformedRecordError", "MboColumns", "MboReader", "OnError", "ReaderError", "ReaderStats", "TruncatedFileError",
     "UnrecoverableRecordError", "UnsupportedFileError", "detect_format", "iter_columns", "open_records",
 ]

@@ -17,7 +17,6 @@ into columns (see :mod:`producers.readers.dbn_columns`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import struct
 from collections.abc import Iterator
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import databento_dbn as dbn
-import zstandard
 
 from producers.readers.base import DEFAULT_BATCH, MboColumns, MboReader, OnError, Problems
 from producers.readers.errors import (
@@ -34,11 +32,11 @@ from producers.readers.errors import (
     UnrecoverableRecordError,
     UnsupportedFileError,
 )
+from producers.readers.source import open_binary
 from topics.records import ACTIONS, SIDES, MboRecord
 
 logger = logging.getLogger(__name__)
 
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DBN_MAGIC = b"DBN"
 DBN_VERSIONS = (1, 2, 3)
 MBO_RTYPE = 160
@@ -61,19 +59,6 @@ class DbnPrefix:
         return len(self.data)
 
 
-@contextlib.contextmanager
-def open_stream(path: Path) -> Iterator[tuple[IO[bytes], IO[bytes]]]:
-    """``(file, stream)``: the raw file (for progress, via ``tell``) and the decompressed byte stream."""
-    with path.open("rb") as f:
-        magic = f.read(4)
-        f.seek(0)
-        if magic == ZSTD_MAGIC:
-            with zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True) as z:
-                yield f, z
-        else:
-            yield f, f
-
-
 def read_exact(stream: IO[bytes], n: int) -> bytes:
     """``n`` bytes, or fewer only at the end of the stream."""
     parts, got = [], 0
@@ -88,10 +73,7 @@ def read_exact(stream: IO[bytes], n: int) -> bytes:
 
 def read_prefix(stream: IO[bytes], path: Path) -> DbnPrefix:
     """Read and decode the DBN header and metadata; :class:`UnsupportedFileError` when it is not DBN."""
-    try:
-        head = read_exact(stream, _PREFIX.size)
-    except zstandard.ZstdError as e:
-        raise UnsupportedFileError(path, f"not a valid zstd stream: {e}") from None
+    head = read_exact(stream, _PREFIX.size)
     if len(head) < _PREFIX.size or head[:3] != DBN_MAGIC:
         raise UnsupportedFileError(path, "not a DBN file (no 'DBN' header)")
     _, version, length = _PREFIX.unpack(head)
@@ -172,7 +154,7 @@ class DbnReader(MboReader):
 
     def records(self) -> Iterator[MboRecord]:
         problems = self.start_pass()
-        with open_stream(self.path) as (raw, stream):
+        with open_binary(self.path) as (raw, stream):
             prefix = self.begin(stream)
             decoder = dbn.DBNDecoder(has_metadata=False, input_version=prefix.version, upgrade_policy=UPGRADE)
             yield from self._decode(raw, stream, decoder, prefix.records_offset, problems)

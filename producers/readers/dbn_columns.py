@@ -23,8 +23,9 @@ from typing import IO
 import databento_dbn as dbn
 
 from producers.readers.base import MboColumns, Problems
-from producers.readers.dbn import MBO_RTYPE, UPGRADE, DbnReader, open_stream
+from producers.readers.dbn import MBO_RTYPE, UPGRADE, DbnReader
 from producers.readers.errors import TruncatedFileError, UnrecoverableRecordError
+from producers.readers.source import open_binary
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def iter_dbn_columns(reader: DbnReader, max_records: int) -> Iterator[MboColumns
         yield from super(DbnReader, reader).iter_columns(max_records)
         return
     problems = reader.start_pass()
-    with open_stream(reader.path) as (raw, stream):
+    with open_binary(reader.path) as (raw, stream):
         prefix = reader.begin(stream)
         scanner = _Scanner(reader, problems, prefix.version, 64 if prefix.metadata.ts_out else MBO_BYTES)
         yield from scanner.run(raw, stream, prefix.records_offset, max_records)

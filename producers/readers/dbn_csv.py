@@ -23,10 +23,10 @@ from typing import Literal
 
 from producers.readers.base import MboReader, OnError, Problems
 from producers.readers.errors import UnsupportedFileError
+from producers.readers.source import open_text
 from producers.readers.text import (
     FieldError,
     csv_rows,
-    open_text,
     parse_decimal_price,
     parse_int,
     parse_timestamp,

@@ -15,7 +15,7 @@ from producers.readers.dbn_csv import DatabentoCsvReader
 from producers.readers.errors import UnsupportedFileError
 from producers.readers.lobster import NAME as LOBSTER_NAME
 from producers.readers.lobster import LobsterReader
-from producers.readers.text import ZSTD_MAGIC
+from producers.readers.source import ZSTD_MAGIC
 
 logger = logging.getLogger(__name__)
 

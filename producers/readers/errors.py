@@ -22,6 +22,10 @@ class UnsupportedFileError(ReaderError):
     """
 
 
+class CorruptStreamError(ReaderError):
+    """The compressed stream cannot be decompressed past some point; raised whatever ``on_error`` says."""
+
+
 class MalformedRecordError(ReaderError):
     """One row or record is malformed.
 

@@ -41,7 +41,8 @@ import msgspec
 
 from producers.readers.base import MboReader, OnError, Problems
 from producers.readers.errors import UnsupportedFileError
-from producers.readers.text import NS, FieldError, csv_rows, open_text, parse_int
+from producers.readers.source import open_text
+from producers.readers.text import NS, FieldError, csv_rows, parse_int
 from topics.records import F_LAST, MboRecord
 
 logger = logging.getLogger(__name__)

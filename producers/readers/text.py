@@ -5,21 +5,15 @@ Each raises :class:`FieldError` naming the field, which the reader turns into a 
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import IO
-
-import zstandard
 
 from topics.fixed import parse_fixed
 
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 NS = 1_000_000_000
 UNDEF_TIMESTAMP = 18_446_744_073_709_551_615  # Databento's undefined timestamp (UINT64_MAX)
 _ISO = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?")
@@ -106,20 +100,3 @@ def csv_rows(text: IO[str], on_bad: Callable[[int, str], None]) -> Iterator[tupl
             on_bad(rows.line_num, f"unreadable CSV row: {e}")
             continue
         yield rows.line_num, row
-
-
-@contextlib.contextmanager
-def open_text(path: Path) -> Iterator[tuple[IO[bytes], IO[str]]]:
-    """``(file, text)``: the raw file (for progress) and its text, decompressed when it is zstd."""
-    with path.open("rb") as f:
-        magic = f.read(4)
-        f.seek(0)
-        if magic == ZSTD_MAGIC:
-            with zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True) as z:
-                yield f, io.TextIOWrapper(z, encoding="utf-8", errors="replace", newline="")
-            return
-        text = io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline="")
-        try:
-            yield f, text
-        finally:
-            text.detach()  # the file is closed by its own ``with``

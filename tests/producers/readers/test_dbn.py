@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from producers.readers import (
+    CorruptStreamError,
     DbnReader,
     MalformedRecordError,
     TruncatedFileError,
@@ -199,3 +200,16 @@ def test_progress_reaches_the_end(shared_data: Path) -> None:
     for _ in reader.iter_columns(5000):
         pass
     assert reader.progress() == 1.0
+
+
+@pytest.mark.parametrize("name", [ESH4, "databento/blockhouse_arl/mbo.csv"])
+def test_corrupt_zstd_stream_is_named(tmp_path: Path, shared_data: Path, name: str) -> None:
+    import zstandard
+
+    raw = decompressed(shared_data / name)
+    packed = bytearray(zstandard.ZstdCompressor(write_checksum=True).compress(raw))
+    packed[len(packed) // 2] ^= 0xFF
+    path = tmp_path / "corrupt.zst"
+    path.write_bytes(bytes(packed))
+    with pytest.raises(CorruptStreamError, match=r"corrupt.zst: the zstd stream is corrupt after \d+ decompressed"):
+        list(open_records(path, on_error="skip"))
