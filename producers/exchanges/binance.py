@@ -223,8 +223,8 @@ class BinanceSpot(Venue):
 
         return msgspec.json.encode({
             "lastUpdateId": book.sequence,
-            "bids": [[format_fixed(p), format_fixed(s)] for p, s in book.bids(1000)],
-            "asks": [[format_fixed(p), format_fixed(s)] for p, s in book.asks(1000)],
+            "bids": [[format_fixed(p), format_fixed(s)] for p, s in book.bids()],
+            "asks": [[format_fixed(p), format_fixed(s)] for p, s in book.asks()],
         })
 
     @classmethod

@@ -113,7 +113,9 @@ class Connector:
                 self._start_resyncs(self.venue.take_resyncs())
                 got = await self._receive(ws, stop)
         except Reconnect as e:
-            got, self.state.last_error = True, str(e)
+            got = True
+            if not stop.is_set():
+                self.state.last_error = str(e)
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             self.state.last_error = f"{type(e).__name__}: {e}"
             logger.warning("%s: connection to %s failed: %s", self.venue.name, self.url, self.state.last_error)
@@ -133,6 +135,7 @@ class Connector:
         venue, sink, state, got = self.venue, self.sink, self.state, False
         self._silent = False
         watchdog = asyncio.create_task(self._watchdog(ws))
+        closer = asyncio.create_task(_close_when(stop, ws))
         try:
             while not stop.is_set():
                 msg = await ws.receive()
@@ -150,6 +153,7 @@ class Connector:
                     self._start_resyncs(venue.take_resyncs())
         finally:
             watchdog.cancel()
+            closer.cancel()
         return got
 
     async def _watchdog(self, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
@@ -195,3 +199,8 @@ class Connector:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+
+async def _close_when(stop: asyncio.Event, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
+    await stop.wait()
+    await ws.close()

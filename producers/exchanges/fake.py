@@ -147,6 +147,7 @@ class FakeExchange:
 
     async def _serve_ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
+        self._new_shadow()  # a new session: REST answers restart from the recording
         await ws.prepare(request)
         self.stats.connections += 1
         reader = asyncio.create_task(self._read_client(ws))
@@ -178,9 +179,6 @@ class FakeExchange:
         transport = request.transport
         if transport is None:
             return
-        # the shadow book only matters to a client resyncing mid-stream, which only misbehaviour causes
-        wants_shadow = self.venue_cls.resync_how == "snapshot" and bool(self.config.misbehave)
-        self.shadow = self.venue_cls() if wants_shadow else None
         sent, prev_ts, buf = 0, None, bytearray()
         for i, fr in enumerate(self.frames):
             if transport.is_closing():
@@ -205,7 +203,12 @@ class FakeExchange:
                 await self._drain(transport)
         if buf:
             transport.write(bytes(buf))
-        await ws.receive()  # the recording is over: stay connected, silent, until the client leaves
+        await _until_closed(ws)  # the recording is over: stay connected, silent, until the client leaves
+
+    def _new_shadow(self) -> None:
+        # the shadow book only matters to a client resyncing mid-stream, which only misbehaviour causes
+        wants_shadow = self.venue_cls.resync_how == "snapshot" and bool(self.config.misbehave)
+        self.shadow = self.venue_cls() if wants_shadow else None
 
     def _feed_shadow(self, fr: CaptureFrame) -> bool:
         """Keep the shadow book in step; True for a REST frame (not sent on the socket)."""
@@ -249,12 +252,20 @@ class FakeExchange:
         if self._stopping == "drop":
             transport.abort()  # type: ignore[attr-defined]
             return
-        await ws.receive()  # stall: say nothing until the client gives up
+        await _until_closed(ws)  # stall: say nothing until the client gives up
 
     async def _drain(self, transport: asyncio.BaseTransport) -> None:
         while transport.get_write_buffer_size() > HIGH_WATER and not transport.is_closing():  # type: ignore[attr-defined]
             await asyncio.sleep(0.001)
         await asyncio.sleep(0)
+
+
+async def _until_closed(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) client frames until the connection ends."""
+    while True:
+        msg = await ws.receive()
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return
 
 
 def _corrupt(payload: bytes, field: bytes) -> bytes:

@@ -43,6 +43,7 @@ class IngestConfig:
     backoff: Backoff = field(default_factory=Backoff)
     kafka: Mapping[str, Any] = field(default_factory=dict)  # extra librdkafka settings
     keep_latency_samples: bool = False
+    topics: Mapping[str, str] = field(default_factory=dict)  # record type name -> topic, replacing the catalog's
 
 
 def endpoints_for(venue: type[Venue], override: str | None, live: bool) -> tuple[str, str]:
@@ -74,7 +75,9 @@ class Ingest:
         self.stats = {v.name: v.stats for v in self.venues}
         self.latency = LatencyHistogram(keep_samples=config.keep_latency_samples)
         self.queue = DropQueue(config.queue_max, config.queue_policy, self._dropped)
-        self.publisher = KafkaPublisher(config.bootstrap, self.stats, self.latency, config.kafka)
+        self.publisher = KafkaPublisher(
+            config.bootstrap, self.stats, self.latency, config.kafka, topics=config.topics,
+        )
         self.connectors: list[Connector] = []
         self.stop_event: asyncio.Event | None = None
 

@@ -83,8 +83,11 @@ class KafkaPublisher:
     def __init__(
         self, bootstrap: str, stats: Mapping[str, VenueStats], latency: LatencyHistogram,
         extra_config: Mapping[str, Any] | None = None, clock: Callable[[], int] = time.time_ns,
+        topics: Mapping[str, str] | None = None,
     ) -> None:
         self._producer = Producer(producer_config(bootstrap, extra_config))
+        names = {**{t.__name__: name for t, name in TOPIC_OF.items()}, **(topics or {})}
+        self._topic_of = {t: names[t.__name__] for t in TOPIC_OF}  # record type -> topic (tests rename them)
         self._stats = stats
         self.latency = latency
         self._clock = clock
@@ -111,10 +114,10 @@ class KafkaPublisher:
     def publish(self, batch: list[Record]) -> None:
         """Hand ``batch`` to librdkafka; raises ``BufferError`` (with the unsent tail kept) when its queue is full."""
         produce, encode, stats = self._producer.produce, self._encode, self._stats
-        delivered = self._delivered
+        delivered, topic_of = self._delivered, self._topic_of
         for i, r in enumerate(batch):
             try:
-                produce(TOPIC_OF[type(r)], encode(r), self._key(r), on_delivery=partial(delivered, r.ts_recv))
+                produce(topic_of[type(r)], encode(r), self._key(r), on_delivery=partial(delivered, r.ts_recv))
             except BufferError:
                 del batch[:i]
                 raise
