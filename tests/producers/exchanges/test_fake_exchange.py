@@ -39,7 +39,8 @@ def comparable(records: list[Record]) -> list[Any]:
 
 def reference(captures: Path, name: str) -> tuple[Venue, list[Record]]:
     venue = venue_class(name)(SYMBOL.get(name, []))
-    records = replay(venue, load(type(venue), captures, 0), default_symbol=(SYMBOL.get(name) or [None])[0])
+    symbols = SYMBOL.get(name)
+    records = replay(venue, load(type(venue), captures, 0), default_symbol=symbols[0] if symbols else None)
     return venue, records
 
 
