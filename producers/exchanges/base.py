@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 _ratelimited = RateLimitedLog(logger, interval_s=5.0)
 
 Record = TradeTick | QuoteTick | L2Update
+INT64_MAX = 9_223_372_036_854_775_807  # the records' price range (1e-9 fixed point)
 ResyncHow = Literal["snapshot", "reconnect"]
 
 
@@ -56,6 +57,7 @@ class VenueStats:
     checksums_ok: int = 0
     resyncs: int = 0
     snapshots: int = 0
+    unrepresentable: int = 0  # book levels beyond the records' price range, kept locally, not published
     out_of_order: int = 0  # sequenced messages older than the last one seen (skipped)
     reconnects: int = 0
     queue_drops: int = 0
@@ -190,7 +192,13 @@ class Venue(ABC):
         self, symbol: str, ts_event: int, ts_recv: int, sequence: int, bids: list[L2Level], asks: list[L2Level],
         snapshot: bool = False,
     ) -> list[Record]:
-        """The L2Update for levels just accepted, plus a derived QuoteTick when the venue wants one."""
+        """The L2Update for levels just accepted, plus a derived QuoteTick when the venue wants one.
+
+        Levels priced beyond the record's Int64 range (venues' placeholder orders at 9999999999) stay in the
+        local book, exact, but cannot be published: they are left out and counted (``unrepresentable``).
+        """
+        if any(lv.price > INT64_MAX for lv in bids) or any(lv.price > INT64_MAX for lv in asks):
+            bids, asks = self._representable(bids), self._representable(asks)
         upd = L2Update(
             venue=self.name, symbol=symbol, ts_event=ts_event, ts_recv=ts_recv, sequence=sequence,
             snapshot=snapshot, bids=bids, asks=asks,
@@ -199,6 +207,11 @@ class Venue(ABC):
             return [upd]
         quote = self.quote_from_book(symbol, ts_event, ts_recv)
         return [upd, quote] if quote is not None else [upd]
+
+    def _representable(self, levels: list[L2Level]) -> list[L2Level]:
+        kept = [lv for lv in levels if lv.price <= INT64_MAX]
+        self.stats.unrepresentable += len(levels) - len(kept)
+        return kept
 
     def quote_from_book(self, symbol: str, ts_event: int, ts_recv: int) -> QuoteTick | None:
         """A QuoteTick when the book's best bid/ask changed since the last one published."""

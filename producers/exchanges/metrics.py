@@ -33,6 +33,7 @@ COUNTERS = (
     ("malformed", "malformed frames skipped"),
     ("unknown", "frames of unknown message types skipped"),
     ("out_of_order", "sequenced messages older than the last one, skipped"),
+    ("unrepresentable", "book levels priced beyond the records' Int64 range, not published"),
     ("published", "records handed to Kafka"),
 )
 

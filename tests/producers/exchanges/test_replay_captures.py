@@ -18,6 +18,7 @@ from producers.exchanges.capture import CaptureFrame
 from producers.exchanges.fixed import fx
 from producers.exchanges.replay import load, replay
 from tests.producers.exchanges.support import books, fixed, quotes, raw_json, trades
+from topics import codec
 from topics.records import L2Update
 
 pytestmark = pytest.mark.unit
@@ -42,9 +43,12 @@ def test_capture_replays_cleanly(captures: Path, name: str, group: int) -> None:
     assert st.messages == received
     assert (st.gaps, st.checksum_failures, st.out_of_order) == (0, 0, 0), st.last_reason
     assert st.malformed == (1 if name == "bitmex" else 0), st.last_reason
+    # placeholder asks at 9999999997 (Kraken XBT/CHF) and 9999999999 (Bitstamp ETH/USD): beyond Int64 at 1e-9
+    assert st.unrepresentable == {("kraken", 0): 1, ("bitstamp", 0): 1}.get((name, group), 0)
     assert records, "a capture yields records"
     recv_times = {f.ts_ns for f in frames}
     for r in records:
+        assert codec.decode(type(r), codec.encode(r)) == r  # every record is valid on the wire
         assert r.venue == name
         assert r.ts_recv in recv_times  # stamped with the frame's own receipt time
         assert r.ts_event > 1_500_000_000 * 10**9
