@@ -46,7 +46,8 @@ def consume(bootstrap: str, topics: dict[str, str], want: int) -> list[tuple[str
             idle = 0 if msgs else idle + 1
             for m in msgs:
                 assert m.error() is None, m.error()
-                got.append((kinds[m.topic()], m.key(), codec.decode_by_name(kinds[m.topic()], m.value())))
+                kind, key, value = kinds[str(m.topic())], m.key() or b"", m.value() or b""
+                got.append((kind, key, codec.decode_by_name(kind, value)))
     finally:
         consumer.close()
     return got
