@@ -61,7 +61,9 @@ def add_book_replay(sub: Any) -> None:
                    "dbn (Databento's CSV encoder order)")
     p.add_argument("--update-side", choices=("order", "none"), default="order",
                    help="side of A/C/M rows: the order's side, or N as some vendor files show (order)")
-    p.add_argument("--top-only", action="store_true", help="no row for adds/cancels/modifies below level 10")
+    p.add_argument("--all-depths", dest="top_only", action="store_false",
+                   help="a row at every consistency point, also for events below the ten levels (by default, as "
+                   "Databento's MBP-10, events that leave the top ten levels unchanged make no row)")
     progress = p.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="progress on stderr (default: when stderr is a terminal)")

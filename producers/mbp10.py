@@ -92,7 +92,7 @@ class Mbp10Tracker:
 
     def __init__(
         self, book: BookView, symbol: str = "", *, every_record: bool = False, update_side: UpdateSide = "order",
-        top_only: bool = False, levels: int = LEVELS,
+        top_only: bool = True, levels: int = LEVELS,
     ) -> None:
         if update_side not in ("order", "none"):
             raise ValueError(f"update_side must be 'order' or 'none', not {update_side!r}")
@@ -105,7 +105,7 @@ class Mbp10Tracker:
         self.update_side = update_side
         self.top_only = top_only
         self.rows = 0
-        self.suppressed = 0  # consistency points that gave no row (F/N records, events below level 10)
+        self.suppressed = 0  # consistency points that gave no row (F/N records, events below the top levels)
         self._group: _TradeGroup | None = None
 
     def feed(self, rec: MboRecord) -> list[Mbp10Row]:
@@ -129,9 +129,11 @@ class Mbp10Tracker:
            cancel removed it).
         6. ``R``: action R, side N, depth 0, undefined price, size 0, empty book (only with ``F_LAST``).
         7. Levels: the 10 best per side after the event; an empty level is an undefined price, size 0, count 0.
-        8. ``top_only``: no row for an A/C/M whose depth is 10 or more (the event is outside the ten levels),
-           as Databento documents its MBP schemas ("every order book event across the top ten price levels").
-           Off by default (one row per consistency point). ``levels=1`` makes MBP-1 rows (rtype 1).
+        8. ``top_only`` (the default): no row for an A/C/M that leaves the ten levels unchanged (an event
+           outside them, e.g. an add or cancel at depth 10 or more), as Databento documents its MBP schemas
+           ("every order book event across the top ten price levels"). A modify that moves an order across the
+           boundary changes the ten levels and makes a row. ``top_only=False`` writes a row at every consistency
+           point. ``levels=1`` makes MBP-1 rows (rtype 1).
         """
         rows: list[Mbp10Row] = []
         group = self._group
@@ -141,13 +143,15 @@ class Mbp10Tracker:
                 return rows
             rows.extend(self._close())
         before = self._depth(rec.side, rec.price) if rec.action in "CF" else None
+        watch = self.top_only and not self.every_record and rec.action in "ACM"
+        top_before = self._top() if watch else None
         point = self.book.apply(rec)
         if self.every_record:
             rows.append(self._row(rec, rec.side, self._record_depth(rec, before)))
         elif rec.action == "T":
             self._group = _TradeGroup(rec, point)
         elif point:
-            rows.extend(self._point(rec, before))
+            rows.extend(self._point(rec, before, top_before))
         self.rows += len(rows)
         return rows
 
@@ -169,16 +173,21 @@ class Mbp10Tracker:
             return []
         return [self._row(group.trade, group.side, group.depth or 0)]
 
-    def _point(self, rec: MboRecord, before: int | None) -> list[Mbp10Row]:
+    def _point(
+        self, rec: MboRecord, before: int | None, top_before: tuple[list[Level], list[Level]] | None,
+    ) -> list[Mbp10Row]:
         if rec.action in "FN":
             self.suppressed += 1
             return []
         depth = self._record_depth(rec, before)
-        if self.top_only and rec.action in "ACM" and depth >= self.levels:
-            self.suppressed += 1
+        if top_before is not None and top_before == self._top():
+            self.suppressed += 1  # the event left the ten levels as they were: outside MBP-10's view
             return []
         side = rec.side if self.update_side == "order" or rec.action not in "ACM" else "N"
         return [self._row(rec, side, depth)]
+
+    def _top(self) -> tuple[list[Level], list[Level]]:
+        return self.book.levels("B", self.levels), self.book.levels("A", self.levels)
 
     def _record_depth(self, rec: MboRecord, before: int | None) -> int:
         if rec.action in "CF":

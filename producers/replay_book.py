@@ -36,7 +36,7 @@ class ReplayOptions:
     every_record: bool = False
     layout: Layout = "by-side"
     update_side: UpdateSide = "order"
-    top_only: bool = False
+    top_only: bool = True  # no row for events that leave the top levels unchanged (Databento's MBP-10)
     progress: bool = False
     reader_opts: dict[str, Any] = field(default_factory=dict)  # LOBSTER ids, date, symbol; CSV price format
 

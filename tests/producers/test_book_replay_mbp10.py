@@ -132,11 +132,23 @@ def arl_rows(arl: list[MboRecord]) -> list[Mbp10Row]:
     return replay(arl, symbol="ARL")
 
 
-def test_arl_one_row_per_f_last_sequence(arl: list[MboRecord], arl_rows: list[Mbp10Row]) -> None:
+def test_arl_all_depths_gives_one_row_per_f_last_sequence(arl: list[MboRecord]) -> None:
+    rows = replay(arl, symbol="ARL", top_only=False)
     f_last = [r.sequence for r in arl if r.flags & F_LAST]
-    assert [r.sequence for r in arl_rows] == list(dict.fromkeys(f_last))  # one row each, in order
-    assert len(arl_rows) == 4_197
-    assert not any(r.action in "FR" for r in arl_rows)  # the R (flags 8) and fills give no row
+    assert [r.sequence for r in rows] == list(dict.fromkeys(f_last))  # one row each, in order
+    assert len(rows) == 4_197
+    assert not any(r.action in "FR" for r in rows)  # the R (flags 8) and fills give no row
+
+
+def test_arl_rows_are_the_events_that_change_the_top_ten_levels(
+    arl: list[MboRecord], arl_rows: list[Mbp10Row]
+) -> None:
+    every = replay(arl, symbol="ARL", top_only=False)
+    kept = {r.sequence for r in arl_rows}
+    dropped = [r for r in every if r.sequence not in kept]
+    assert arl_rows == [r for r in every if r.sequence in kept]  # the same rows, only fewer
+    assert dropped and all(r.action in "AC" and r.depth >= 10 for r in dropped)  # ARL has no modifies
+    assert all(r.depth < 10 for r in arl_rows if r.action in "AC")
 
 
 def test_arl_execution_is_one_trade_row_on_the_resting_side(arl: list[MboRecord], arl_rows: list[Mbp10Row]) -> None:
@@ -160,11 +172,13 @@ def test_arl_execution_is_one_trade_row_on_the_resting_side(arl: list[MboRecord]
         assert (row.bids, row.asks) == (book.levels("B"), book.levels("A"))
 
 
-def test_arl_hidden_trades_are_rows_at_depth_zero(arl_rows: list[Mbp10Row]) -> None:
-    hidden = [(i, r) for i, r in enumerate(arl_rows) if r.side == "N"]
+def test_arl_hidden_trades_are_rows_at_depth_zero(arl: list[MboRecord], arl_rows: list[Mbp10Row]) -> None:
+    every = replay(arl, symbol="ARL", top_only=False)  # a row at every point: the previous one is the book before
+    hidden = [(i, r) for i, r in enumerate(every) if r.side == "N"]
     assert len(hidden) == 31 and all(r.action == "T" and r.depth == 0 for _, r in hidden)
     for i, row in hidden:
-        assert (row.bids, row.asks) == (arl_rows[i - 1].bids, arl_rows[i - 1].asks)
+        assert (row.bids, row.asks) == (every[i - 1].bids, every[i - 1].asks)
+    assert {r.sequence for _, r in hidden} <= {r.sequence for r in arl_rows}  # trades always make a row
 
 
 def test_arl_every_record_mode(arl: list[MboRecord]) -> None:
@@ -185,11 +199,22 @@ def test_depth_of_adds_cancels_and_modifies() -> None:
         _rec("M", "B", 101, 1, 12, 21),  # order 12 moves to a new best: depth 0
         _rec("A", "B", 50, 1, 99, 22),  # far below: depth 11
     ]
-    rows = replay(recs)
+    rows = replay(recs, top_only=False)
     assert [r.depth for r in rows[:12]] == list(range(12))
     assert [(r.action, r.depth, len(r.bids)) for r in rows[12:]] == [("C", 2, 10), ("M", 0, 10), ("A", 11, 10)]
-    top = replay(recs, top_only=True)
+    top = replay(recs)
     assert [r.sequence for r in top] == [*range(1, 11), 20, 21]
+
+
+def test_modify_across_the_tenth_level_makes_a_row() -> None:
+    recs = [_rec("A", "B", 100 - k, 1, k + 1, k + 1) for k in range(12)]  # bids 100 .. 89
+    recs += [
+        _rec("M", "B", 80, 1, 2, 20),  # order 2 leaves level 1 for depth 11: the ten levels change
+        _rec("M", "B", 79, 1, 2, 21),  # from depth 11 to depth 12: nothing visible changes
+        _rec("M", "B", 99, 1, 2, 22),  # back into the ten levels
+    ]
+    rows = replay(recs)
+    assert [(r.sequence, r.action) for r in rows[10:]] == [(20, "M"), (22, "M")]
 
 
 def test_update_side_none_only_touches_book_updates() -> None:
