@@ -130,7 +130,8 @@ class Cli:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
 
     def _pump(self) -> None:
         assert self.proc.stderr is not None
@@ -152,7 +153,16 @@ class Cli:
         raise AssertionError(f"no line with {needle!r}; stderr so far:\n{''.join(self.stderr)}")
 
     def finish(self, timeout_s: float = 120.0) -> tuple[int, str]:
-        out, _ = self.proc.communicate(timeout=timeout_s)
+        """Wait for the exit; (exit code, stdout). ``stderr`` then holds every stderr line."""
+        assert self.proc.stdout is not None
+        killer = threading.Timer(timeout_s, self.proc.kill)  # a hung process fails the test instead of hanging it
+        killer.start()
+        try:
+            out = self.proc.stdout.read()  # stderr is read by the pump thread only
+            self.proc.wait()
+            self._pump_thread.join(10)
+        finally:
+            killer.cancel()
         return self.proc.returncode, out
 
 
