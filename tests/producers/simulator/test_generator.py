@@ -144,3 +144,30 @@ def test_csv_price_format() -> None:
     assert format_price(5_510_000_000) == "5.510000000"
     assert format_price(-250_000_000) == "-0.250000000"
     assert format_price(9_223_372_036_854_775_807) == ""
+
+
+@pytest.mark.parametrize("name", ["sim.dbn", "sim.dbn.zst"])
+def test_dbn_output_replays_record_for_record(tmp_path: Path, name: str) -> None:
+    from producers.replay_source import DbnChunks
+
+    sim = Simulator(SimConfig(instruments=4, seed=12, dup_rate=0.02))
+    events = [item for item in sim.take(records=8_000) if isinstance(item, SimEvent)]
+    with StreamWriter(tmp_path / name, sim.symbols, sim.config.start_ns) as writer:
+        for event in events:
+            writer.write(event.records)
+    source = DbnChunks(tmp_path / name, chunk_records=1000)
+    assert source.info.start_ns == sim.config.start_ns
+    got = [r for chunk in source for block in chunk.blocks() for r in _records(block)]
+    want = [r for e in events for r in e.records]
+    assert sorted(got, key=_order) == sorted(want, key=_order)
+
+
+def _order(r: MboRecord) -> tuple[int, int, int]:
+    return (r.instrument_id, r.sequence, r.ts_recv)
+
+
+def _records(block: object) -> list[MboRecord]:
+    from producers.framing import Framer
+
+    framer = Framer(max_records=10_000, linger_s=0.0)
+    return [r for f in framer.add(block, 0.0) + framer.flush() for r in f.records()]  # type: ignore[arg-type]
