@@ -52,6 +52,7 @@ class SinkConfig:
     metrics_port: int | None = None  # None: no HTTP server; 0: any free port
     idle_exit_s: float | None = None  # stop once nothing arrived for this long and everything is stored
     drain_timeout_s: float = 30.0
+    consume_batch: int = CONSUME_BATCH  # messages per poll: the most the pending bound can be overshot by
     consumer_config: dict[str, str] = field(default_factory=dict)
 
     def kafka_config(self) -> dict[str, Any]:
@@ -178,7 +179,7 @@ class Sink:
         self._commit_finished()
         self._flow_control()
         now = self._clock()
-        msgs = self._consumer.consume(CONSUME_BATCH, self._acc.wait_s(now, POLL_CAP_S))
+        msgs = self._consumer.consume(self.config.consume_batch, self._acc.wait_s(now, POLL_CAP_S))
         now = self._clock()
         if msgs:
             if self.first_message_at is None:

@@ -1,0 +1,78 @@
+"""Fixtures of the sink tests: a private schema per test in the session's database, migrated or not, and a
+RowStore of either kind for the suite that runs against both."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+
+from ops.stack.testing import LocalStack
+from sinks import migrate
+from sinks.pgstore import PgStore
+from sinks.store import MemoryStore, RowStore
+
+
+def schema_dsn(base_dsn: str, schema: str) -> str:
+    """``base_dsn`` with every table name resolved in ``schema`` first."""
+    return f"{base_dsn} options='-c search_path={schema}'"
+
+
+@pytest.fixture
+def pg_schema(stack: LocalStack) -> Iterator[str]:
+    """A DSN whose search_path is a fresh, empty schema (dropped after the test)."""
+    name = f"t_{os.getpid()}_{os.urandom(3).hex()}"
+    with psycopg.connect(stack.pg_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    try:
+        yield schema_dsn(stack.pg_dsn, name)
+    finally:
+        with psycopg.connect(stack.pg_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture
+def migrated_dsn(pg_schema: str) -> str:
+    """A fresh schema with every migration applied."""
+    with psycopg.connect(pg_schema, autocommit=True) as conn:
+        migrate.migrate(conn)
+    return pg_schema
+
+
+@pytest.fixture
+def timescale(stack: LocalStack) -> None:
+    """Skip (with the reason) unless the session's database has TimescaleDB."""
+    with psycopg.connect(stack.pg_dsn, autocommit=True) as conn:
+        if migrate.detect_mode(conn) != migrate.TIMESCALE:
+            pytest.skip("TimescaleDB is not installed in the test cluster (plain PostgreSQL mode); "
+                        "install timescaledb-2-postgresql-15 to run the hypertable and continuous-aggregate tests")
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.integration)])
+def store_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], RowStore]]:
+    """Makes stores of one kind over one shared state: the in-memory twin, or PostgreSQL in a migrated schema."""
+    opened: list[RowStore] = []
+    if request.param == "memory":
+        shared = MemoryStore()
+
+        def make() -> RowStore:
+            shared.closed = False
+            return shared
+    else:
+        dsn = request.getfixturevalue("migrated_dsn")
+
+        def make() -> RowStore:
+            store = PgStore(dsn)
+            opened.append(store)
+            return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(store_factory: Callable[[], RowStore]) -> RowStore:
+    return store_factory()

@@ -1,0 +1,89 @@
+"""Records -> rows -> binary COPY, without a database."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from sinks import copybin, samples, tables
+from sinks.errors import RowError
+from topics.records import BboUpdate, FeatureBar, Level, Mbp10Snapshot, RegimeSignal
+
+pytestmark = pytest.mark.unit
+
+
+def test_every_table_has_its_key_among_its_columns_and_ts_first() -> None:
+    for table in tables.TABLES:
+        assert set(table.key) <= set(table.column_names), table.name
+        assert table.columns[0].name == "ts" and table.columns[0].kind == "ts"
+        assert "ts" in table.key, f"{table.name}: a hypertable unique key must include the time column"
+
+
+def test_bbo_row_keeps_fixed_point_ints_and_ns_timestamps() -> None:
+    rec = samples.bbo_updates(1)[0]
+    row = tables.BBO.rows_of(rec)[0]
+    assert row[0] == rec.ts_recv and row[4] == rec.ts_recv and row[5] == rec.ts_event
+    assert row[tables.BBO.column_names.index("bid_px")] == rec.bid_px
+    assert tables.BBO.key_of(row) == (rec.instrument_id, rec.ts_recv, 1, rec.ts_recv, rec.sequence)
+
+
+def test_values_beyond_int64_are_row_errors_naming_the_field() -> None:
+    rec = BboUpdate(publisher_id=1, instrument_id=1, ts_event=2**64 - 1, ts_recv=1, sequence=1, bid_px=None,
+                    bid_sz=0, bid_ct=0, ask_px=None, ask_sz=0, ask_ct=0)
+    with pytest.raises(RowError, match=r"\$\.ts_event"):
+        tables.BBO.rows_of(rec)
+    snap = Mbp10Snapshot(publisher_id=1, instrument_id=1, ts_event=1, ts_recv=1, sequence=1,
+                         bids=[Level(1, 2**63, 1)], asks=[])
+    with pytest.raises(RowError, match=r"\$\.bids\[0\]"):
+        tables.MBP10.rows_of(snap)
+
+
+def test_uint64_order_ids_wrap_to_signed_bigint() -> None:
+    trade = samples.book_trades(1)[0]
+    assert trade.order_id == 2**63
+    assert tables.BOOK_TRADES.rows_of(trade)[0][9] == -(2**63)
+
+
+def test_feature_bars_become_one_row_per_feature() -> None:
+    bar = FeatureBar(instrument="1000", ts_event=10**18, interval_ns=10**9, values={"ret": 0.5, "vol": None})
+    assert tables.FEATURE_BARS.rows_of(bar) == [
+        (10**18, "1000", 10**9, "ret", 0.5), (10**18, "1000", 10**9, "vol", None),
+    ]
+    sig = RegimeSignal(instrument="1000", ts_event=10**18, interval_ns=10**9, kind="trend", state="up",
+                       probability=0.9)
+    assert tables.REGIME_SIGNALS.rows_of(sig) == [(10**18, "1000", 10**9, "trend", "up", 0.9, False)]
+
+
+@pytest.mark.parametrize("table", tables.TABLES, ids=lambda t: t.name)
+def test_fast_encoder_equals_the_generic_one(table: tables.TableSpec) -> None:
+    rows = {
+        "bbo": [r for rec in samples.bbo_updates(5) for r in tables.BBO.rows_of(rec)],
+        "mbp10": [r for rec in samples.mbp10_snapshots(3) for r in tables.MBP10.rows_of(rec)],
+        "book_trades": [r for rec in samples.book_trades(3) for r in tables.BOOK_TRADES.rows_of(rec)],
+        "exchange_trades": [r for rec in samples.exchange_trades(3) for r in tables.EXCHANGE_TRADES.rows_of(rec)],
+        "exchange_quotes": [r for rec in samples.exchange_quotes(3) for r in tables.EXCHANGE_QUOTES.rows_of(rec)],
+        "book_anomalies": [(10**18, 1, 1, 5, 10**18, 10**18, "gap", "seq 4 -> 6", 1)],
+        "feature_bars": [(10**18, "1000", 10**9, "ret", 0.5), (10**18, "1000", 10**9, "vol", None)],
+        "regime_signals": [(10**18, "1000", 10**9, "trend", "up", 0.9, False)],
+    }[table.name]
+    fast, generic = copybin.encoder_for(table), copybin.generic_encoder(table.columns)
+    for row in rows:
+        assert fast(row) == generic(row)
+
+
+def test_bbo_row_bytes_follow_the_binary_copy_format() -> None:
+    row = (946_684_800_000_001_000, 7, 1, 9, 5, 6, 100, 1, 2, None, 0, 0, True, False)
+    data = copybin.encoder_for(tables.BBO)(row)
+    assert data[:2] == struct.pack("!h", 14)
+    assert data[2:14] == struct.pack("!iq", 8, 1)  # 1 microsecond after 2000-01-01
+    null_at = 2 + 12 + 12 + 8 + 12 * 3 + 12 * 3  # count, ts, instrument, publisher(int4), 3 int8s, bid_px/sz/ct
+    assert data[null_at:null_at + 4] == copybin.NULL
+    stream = b"".join(copybin.chunks(tables.BBO, [row], chunk_bytes=1))
+    assert stream.startswith(copybin.HEADER) and stream.endswith(copybin.TRAILER)
+
+
+def test_int8_arrays_encode_dimensions_and_elements() -> None:
+    enc = copybin.VALUE_ENCODERS["int8[]"]
+    assert enc([]) == struct.pack("!iiii", 12, 0, 0, copybin.INT8_OID)
+    assert enc([5]) == struct.pack("!iiiiiiiq", 32, 1, 0, copybin.INT8_OID, 1, 1, 8, 5)
