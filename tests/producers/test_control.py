@@ -93,6 +93,7 @@ def wait_for(predicate: Any, what: str, timeout_s: float = 30.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 def test_pause_seek_speed_resume_on_a_running_replay(esh4: Path, esh4_rows: tuple[Any, ...]) -> None:
     """Paced at the recorded pace from the busy hour; paused, moved back, then let run to the end at full speed."""
     start = parse_ts("2023-12-25T23:00:00Z")

@@ -31,6 +31,7 @@ def wait_status(base: str, predicate: Any, what: str, timeout_s: float = 60.0) -
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 def test_pause_seek_speed_resume_over_http(
     cli: Any, stack: Any, mbo_topic: str, esh4: Path, esh4_rows: tuple[tuple[Any, ...], ...],
 ) -> None:

@@ -57,6 +57,7 @@ def test_replay_publishes_every_record_once_in_order(
         assert len(m.frame) <= 250 or not any(f & F_LAST for f in m.frame.flags[:-1])
 
 
+@pytest.mark.slow
 def test_sigterm_flushes_what_was_accepted_without_duplicates(
     cli: Any, stack: Any, mbo_topic: str, esh4: Path, esh4_rows: tuple[tuple[Any, ...], ...],
 ) -> None:
