@@ -46,8 +46,9 @@ def timescale(stack: LocalStack) -> None:
     """Skip (with the reason) unless the session's database has TimescaleDB."""
     with psycopg.connect(stack.pg_dsn, autocommit=True) as conn:
         if migrate.detect_mode(conn) != migrate.TIMESCALE:
-            pytest.skip("TimescaleDB is not installed in the test cluster (plain PostgreSQL mode); "
-                        "install timescaledb-2-postgresql-15 to run the hypertable and continuous-aggregate tests")
+            pytest.skip("the timescaledb extension is absent from the test cluster (plain PostgreSQL mode); Debian "
+                        "does not package it: install timescaledb-2-postgresql-15 from Timescale's apt repository "
+                        "to run the hypertable and continuous-aggregate tests")
 
 
 @pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.integration)])

@@ -141,6 +141,6 @@ def as_store(store: Any) -> Callable[[], RowStore]:
 
     def connect() -> RowStore:
         getattr(store, "inner", store).closed = False
-        return store  # type: ignore[no-any-return]
+        return store
 
     return connect

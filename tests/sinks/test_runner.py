@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_malformed_messages_become_dead_letters_naming_the_field_and_the_sink_ca
     consumer = FakeConsumer(parts)
     sink = make_sink(consumer, store)
     assert sink.run() == 0
-    dead = sink._dead.sent  # type: ignore[attr-defined]
+    dead = cast(FakeDeadLetters, sink._dead).sent
     assert [(t, p, o) for t, p, o, _ in dead] == [(TOPIC, 0, 5), (TOPIC, 0, 6)]
     assert "not valid JSON" in dead[0][3]
     assert "$.instrument_id" in dead[1][3]
