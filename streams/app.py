@@ -62,7 +62,9 @@ def create_app(config: WorkerConfig) -> tuple[faust.App, Runtime]:
     app = faust.App(config.app_id, **faust_settings(config))
     raw: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     frames = app.topic(config.topics.frames, schema=raw, partitions=config.partitions)
-    table = app.Table(TABLE, partitions=config.partitions, schema=raw, extra_topic_configs=CHANGELOG_CONFIG)
+    # not schema=: the table would set its (JSON) serializers on the shared schema; bytes types give raw ones
+    table = app.Table(TABLE, partitions=config.partitions, key_type=bytes, value_type=bytes,
+                      extra_topic_configs=CHANGELOG_CONFIG)
     keeper = Keeper(KeeperConfig(topics=config.topics, crossed_policy=config.crossed_policy,
                                  gap_threshold=config.gap_threshold, mbp10_interval_s=config.mbp10_interval_s,
                                  worker=config.worker_name))

@@ -194,9 +194,10 @@ class Keeper:
         for topic, _, _ in out:
             outputs[topic] += 1
 
-    def due_mbp10(self, now_s: float) -> list[Output]:
-        """MBP-10 snapshots whose interval has passed (the timer's flush of books that went quiet)."""
-        interval = self.config.mbp10_interval_s
+    def due_mbp10(self, now_s: float, force: bool = False) -> list[Output]:
+        """MBP-10 snapshots whose interval has passed (the timer's flush of books that went quiet); with
+        ``force``, every changed book's, interval or not (at shutdown)."""
+        interval = 0.0 if force else self.config.mbp10_interval_s
         out = [tracked.take_mbp10(now_s) for tracked in self.books() if tracked.mbp10_due(now_s, interval)]
         self._count(out)
         return out

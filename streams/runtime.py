@@ -177,7 +177,11 @@ class Runtime:
                 await self.checkpoint(partition)
 
     async def checkpoint_all(self) -> None:
-        """Graceful stop: checkpoint every partition so that the next owner replays nothing."""
+        """Graceful stop: the latest MBP-10 of every changed book, then a checkpoint of every partition so that
+        the next owner replays nothing."""
+        outputs = self.keeper.due_mbp10(time.monotonic(), force=True)
+        if outputs:
+            self.sink.send(outputs)
         for partition in list(self.keeper.partitions):
             await self.checkpoint(partition)
 

@@ -16,11 +16,19 @@ def producer(bootstrap: str) -> Producer:
                      "partitioner": "murmur2_random", "message.max.bytes": 16 * 1024 * 1024})
 
 
-def publish(bootstrap: str, topic: str, frames: Iterable[MboFrame], stamp: bool = False) -> int:
-    """Publish ``frames`` keyed by instrument_id; with ``stamp``, ts_sent is the wall clock. Returns the count."""
+def publish(bootstrap: str, topic: str, frames: Iterable[MboFrame], stamp: bool = False,
+            rate: float | None = None) -> int:
+    """Publish ``frames`` keyed by instrument_id; with ``stamp``, ts_sent is the wall clock; with ``rate``, paced at
+    that many records per second. Returns the count."""
     prod = producer(bootstrap)
-    n = 0
+    n = records = 0
+    started = time.monotonic()
     for frame in frames:
+        if rate:
+            ahead = records / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+            records += len(frame)
         if stamp:
             frame = MboFrame(**{f: getattr(frame, f) for f in frame.__struct_fields__ if f != "ts_sent"},
                              ts_sent=time.time_ns())

@@ -101,3 +101,21 @@ def offline_bbo(records: Iterable[MboRecord], crossed_policy: str = "keep") -> t
 def esh4_reference() -> tuple[list[BboKey], dict[int, Book]]:
     """:func:`offline_bbo` of the ESH4 day, computed once per session (do not mutate the books)."""
     return offline_bbo(esh4_records())
+
+
+# one instrument per partition of a 4-partition topic (murmur2 of the decimal key, as Kafka's partitioners do)
+FOUR_INSTRUMENTS = (17087, 17078, 17080, 17077)
+
+
+def multi_session(instruments: Sequence[int], max_records: int = 250) -> list[MboFrame]:
+    """The ESH4 day once per instrument (renumbered), frames interleaved round-robin."""
+    per = [frames(renumbered(esh4_records(), inst), max_records) for inst in instruments]
+    out: list[MboFrame] = []
+    for i in range(max(len(f) for f in per)):
+        out.extend(f[i] for f in per if i < len(f))
+    return out
+
+
+def reference_for(instrument_id: int) -> list[BboKey]:
+    """The offline BBO changes of the ESH4 day as ``instrument_id``."""
+    return [(instrument_id, *key[1:]) for key in esh4_reference()[0]]

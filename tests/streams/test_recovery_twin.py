@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -20,6 +17,7 @@ from streams.checkpoint import PartitionRestore
 from streams.keeper import Keeper, KeeperConfig
 from streams.publisher import Output
 from tests.streams import twin
+from tests.streams.checks import check_stream
 from tests.streams.sessions import bbo_key, esh4_records, frames, renumbered
 from topics.codec import decode
 from topics.records import BboUpdate, BookTrade, MboFrame
@@ -41,24 +39,6 @@ def uninterrupted() -> tuple[twin.Broker, twin.Runtime]:
     runtime, finished = asyncio.run(twin.run_until(broker, random.Random(0), None))
     assert finished
     return broker, runtime
-
-
-def check_stream(reference: list[Output], delivered: list[Output], key: Callable[[Any], Any], kind: type) -> None:
-    """Drop repeats as a downstream consumer does; what is left must be the reference, in order, per instrument."""
-    expected: dict[int, list[Any]] = defaultdict(list)
-    for _, _, value in reference:
-        record: Any = decode(kind, value)
-        expected[record.instrument_id].append(key(record))
-    position: dict[int, int] = defaultdict(int)
-    for _, _, value in delivered:
-        record = decode(kind, value)
-        inst, k, i = record.instrument_id, key(record), position[record.instrument_id]
-        if i < len(expected[inst]) and expected[inst][i] == k:
-            position[inst] += 1
-            continue
-        assert k in expected[inst][:i], f"gap or foreign output: {record}"
-        assert record.duplicate, f"repeat not marked duplicate: {record}"
-    assert {inst: position[inst] for inst in expected} == {inst: len(v) for inst, v in expected.items()}
 
 
 def outputs(broker: twin.Broker, topic: str) -> list[Output]:
