@@ -45,18 +45,19 @@ def mbp10_snapshots(n: int, start_ns: int = START_NS) -> list[Mbp10Snapshot]:
     return out
 
 
-def book_trades(n: int, start_ns: int = START_NS, seed: int = 11) -> list[BookTrade]:
+def book_trades(n: int, start_ns: int = START_NS, step_ns: int = 3_000_000, seed: int = 11) -> list[BookTrade]:
     rng = random.Random(seed)
-    return [BookTrade(publisher_id=1, instrument_id=1000 + i % 2, ts_event=start_ns + i * 3_000_000,
-                      ts_recv=start_ns + i * 3_000_000 + 700, sequence=i + 1,
+    return [BookTrade(publisher_id=1, instrument_id=1000 + i % 2, ts_event=start_ns + i * step_ns,
+                      ts_recv=start_ns + i * step_ns + 700, sequence=i + 1,
                       price=100_000_000_000 + rng.randint(-20, 20) * TICK, size=rng.randint(1, 50),
-                      side="A" if rng.random() < 0.5 else "B", order_id=2**63 + i if i % 5 == 0 else i)
+                      side="A" if rng.random() < 0.5 else "B", order_id=2**63 + i if i % 5 == 0 else i,
+                      synthetic=i % 7 == 3)
             for i in range(n)]
 
 
-def exchange_trades(n: int, start_ns: int = START_NS) -> list[TradeTick]:
-    return [TradeTick(venue="binance", symbol="BTCUSDT", ts_event=start_ns + i * 5_000_000,
-                      ts_recv=start_ns + i * 5_000_000 + 2_000_000, price=60_000_000_000_000 + (i % 9) * TICK,
+def exchange_trades(n: int, start_ns: int = START_NS, step_ns: int = 5_000_000) -> list[TradeTick]:
+    return [TradeTick(venue="binance", symbol="BTCUSDT", ts_event=start_ns + i * step_ns,
+                      ts_recv=start_ns + i * step_ns + 2_000_000, price=60_000_000_000_000 + (i % 9) * TICK,
                       size=1_000_000 * (1 + i % 4), side="B" if i % 2 else "A", trade_id=str(10_000 + i))
             for i in range(n)]
 

@@ -1,0 +1,119 @@
+"""The aggregates (materialized-view stand-ins in plain mode, continuous aggregates with TimescaleDB) equal the
+same bars computed independently, in Python with exact decimals, from the rows that were stored."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from decimal import Decimal, localcontext
+from typing import Any
+
+import psycopg
+import pytest
+
+from sinks import samples, schema, tables
+from sinks.pgstore import PgStore
+from topics.settings import load
+
+pytestmark = pytest.mark.integration
+
+E9 = Decimal(10**9)
+
+
+@pytest.fixture
+def loaded_dsn(migrated_dsn: str) -> str:
+    """A migrated schema holding a few minutes of BBO updates and trades, aggregates refreshed."""
+    store = PgStore(migrated_dsn)
+    store.write_batch({
+        "bbo": [r for rec in samples.bbo_updates(6000, instruments=3, step_ns=37_000_000)
+                for r in tables.BBO.rows_of(rec)],
+        "book_trades": [r for rec in samples.book_trades(3000, step_ns=61_000_000)
+                        for r in tables.BOOK_TRADES.rows_of(rec)],
+        "exchange_trades": [r for rec in samples.exchange_trades(3000, step_ns=53_000_000)
+                            for r in tables.EXCHANGE_TRADES.rows_of(rec)],
+    })
+    store.commit()
+    store.close()
+    with psycopg.connect(migrated_dsn, autocommit=True) as conn:
+        schema.refresh(conn, load({}))
+    return migrated_dsn
+
+
+def bucket_of(ts_ns: int, seconds: int) -> int:
+    """Bucket start (epoch seconds) of a row whose ts is ``ts_ns`` truncated to microseconds."""
+    return (ts_ns // 1000 // 1_000_000) // seconds * seconds
+
+
+def group(rows: Iterable[tuple], key: Callable[[tuple], tuple]) -> dict[tuple, list[tuple]]:
+    out: dict[tuple, list[tuple]] = defaultdict(list)
+    for row in rows:
+        out[key(row)].append(row)
+    return out
+
+
+def fetch(dsn: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query).fetchall()
+
+
+def expected_bbo_bars(dsn: str, seconds: int) -> dict[tuple, tuple]:
+    rows = fetch(dsn, "SELECT ts_recv_ns, instrument_id, publisher_id, bid_px, ask_px, crossed FROM bbo "
+                      "WHERE bid_px IS NOT NULL AND ask_px IS NOT NULL")
+    bars = {}
+    for key, grp in group(rows, lambda r: (bucket_of(r[0], seconds), r[1], r[2])).items():
+        grp.sort()
+        mids = [Decimal(r[3] + r[4]) / (2 * E9) for r in grp]
+        spreads = [Decimal(r[4] - r[3]) for r in grp]
+        with localcontext() as ctx:
+            ctx.prec = 40
+            avg = sum(spreads) / len(spreads) / E9
+        bars[key] = (len(grp), mids[0], max(mids), min(mids), mids[-1], Decimal(grp[-1][3]) / E9,
+                     Decimal(grp[-1][4]) / E9, avg, min(spreads) / E9, max(spreads) / E9, sum(r[5] for r in grp))
+    return bars
+
+
+@pytest.mark.parametrize(("view", "seconds"), [("bbo_1s", 1), ("bbo_1m", 60)])
+def test_bbo_bars_equal_a_direct_computation(loaded_dsn: str, view: str, seconds: int) -> None:
+    got = fetch(loaded_dsn, f"SELECT extract(epoch FROM bucket)::bigint, instrument_id, publisher_id, updates, "
+                            f"mid_open, mid_high, mid_low, mid_close, bid_close, ask_close, spread_avg, spread_min, "
+                            f"spread_max, crossed_updates FROM {view}")
+    expected = expected_bbo_bars(loaded_dsn, seconds)
+    assert len(got) == len(expected) > 3
+    for row in got:
+        want = expected[tuple(row[:3])]
+        assert tuple(row[3:10]) == want[:7]
+        assert abs(row[10] - want[7]) < Decimal("1e-12")
+        assert tuple(row[11:]) == want[8:]
+
+
+@pytest.mark.parametrize(("view", "source", "keys", "order", "size_scale", "where"), [
+    ("book_ohlcv_1m", "book_trades", "instrument_id, publisher_id", "ts_recv_ns", 1, "NOT synthetic"),
+    ("exchange_ohlcv_1m", "exchange_trades", "venue, symbol", "ts_recv_ns", E9, "true"),
+])
+def test_ohlcv_bars_equal_a_direct_computation(loaded_dsn: str, view: str, source: str, keys: str, order: str,
+                                               size_scale: Decimal, where: str) -> None:
+    rows = fetch(loaded_dsn, f"SELECT {order}, {keys}, price, size, extract(epoch FROM ts)::numeric "
+                             f"FROM {source} WHERE {where}")
+    expected = {}
+    for key, grp in group(rows, lambda r: (int(r[5]) // 60 * 60, r[1], r[2])).items():
+        grp.sort()
+        prices = [Decimal(r[3]) / E9 for r in grp]
+        volume = sum(r[4] for r in grp)
+        with localcontext() as ctx:
+            ctx.prec = 40
+            vwap = sum(Decimal(r[3]) * r[4] for r in grp) / volume / E9
+        expected[key] = (prices[0], max(prices), min(prices), prices[-1], Decimal(volume) / size_scale, len(grp), vwap)
+    got = fetch(loaded_dsn, f"SELECT extract(epoch FROM bucket)::bigint, {keys}, open, high, low, close, volume, "
+                            f"trades, vwap FROM {view}")
+    assert len(got) == len(expected) > 1
+    for row in got:
+        want = expected[tuple(row[:3])]
+        assert tuple(row[3:9]) == want[:6]
+        assert abs(row[9] - want[6]) < Decimal("1e-12")
+
+
+def test_synthetic_fills_are_left_out_of_the_ohlcv(loaded_dsn: str) -> None:
+    (trades,) = fetch(loaded_dsn, "SELECT sum(trades) FROM book_ohlcv_1m")[0]
+    (real,) = fetch(loaded_dsn, "SELECT count(*) FROM book_trades WHERE NOT synthetic")[0]
+    (synthetic,) = fetch(loaded_dsn, "SELECT count(*) FROM book_trades WHERE synthetic")[0]
+    assert trades == real and synthetic > 0
