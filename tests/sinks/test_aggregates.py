@@ -66,7 +66,7 @@ def expected_bbo_bars(dsn: str, seconds: int) -> dict[tuple, tuple]:
         spreads = [Decimal(r[4] - r[3]) for r in grp]
         with localcontext() as ctx:
             ctx.prec = 40
-            avg = sum(spreads) / len(spreads) / E9
+            avg = sum(spreads, Decimal(0)) / len(spreads) / E9
         bars[key] = (len(grp), mids[0], max(mids), min(mids), mids[-1], Decimal(grp[-1][3]) / E9,
                      Decimal(grp[-1][4]) / E9, avg, min(spreads) / E9, max(spreads) / E9, sum(r[5] for r in grp))
     return bars
