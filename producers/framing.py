@@ -137,10 +137,12 @@ class Framer:
         self._symbols: dict[tuple[int, int], str | None] = {}
         self._deadline: float | None = None  # earliest time a complete event's linger runs out (a lower bound)
         self.split_events = 0  # events cut because they exceeded event_limit
+        self._pending_total = 0
 
     @property
     def pending_records(self) -> int:
-        return sum(p.size for p in self._pending.values())
+        """Records waiting to be framed (a counter: safe to read from another thread)."""
+        return self._pending_total
 
     def next_deadline(self) -> float | None:
         """When :meth:`poll` may next have frames to send (None: nothing waiting on linger)."""
@@ -162,6 +164,7 @@ class Framer:
             pending.complete = pending.size + j + 1
         pending.segments.append(_Segment(block, 0, n, now))
         pending.size += n
+        self._pending_total += n
         out: list[MboFrame] = []
         self._drain(key, pending, now, ts_sent, out)
         return out
@@ -251,6 +254,7 @@ class Framer:
             else:
                 seg.start = stop
         pending.size -= count
+        self._pending_total -= count
         pending.complete = max(0, pending.complete - count)
         return _frame(key, parts, self._symbols.get(key), ts_sent)
 
