@@ -12,3 +12,4 @@ The local stack is up (\`.venv/bin/orderflow stack status\`, \`.venv/bin/orderfl
 Watch the MBO frames as they arrive:
   ops/kafka/bin/kafka-console-consumer --topic mbo.frames --property print.key=true
 TXT
+exec .venv/bin/orderflow run "$@"

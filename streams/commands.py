@@ -33,7 +33,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--workers", type=int, default=1, help="book worker processes (default 1)")
     run.add_argument("--file", type=Path, help="DBN file to replay (default: the ESH4 sample session)")
-    run.add_argument("--rate", type=float, help="replay pace in records/s (default: as fast as possible)")
+    run.add_argument("--speed", help="replay pace: a multiple of the recorded pace, or 'max' (default: max)")
     run.add_argument("--down", action="store_true", help="also stop the stack on exit")
     run.add_argument("--no-wait", action="store_true", help="exit once the replay is done and the workers caught up")
     run.set_defaults(func=_run)
@@ -53,6 +53,6 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from streams import run
+    from streams import pipeline
 
-    return run.main(args)
+    return pipeline.main(args)

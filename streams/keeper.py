@@ -50,6 +50,7 @@ class PartitionState:
     claimed: bool = False  # a partition marker is durable: some worker processed this partition
     dup_until: int = -1  # outputs of frames at offsets below this are marked duplicate
     last_offset: int = -1  # last offset handled (applied, skipped or dead-lettered)
+    position: int = 0  # next offset to handle: the committed offset at assignment, then last_offset + 1
     checkpointed: int = -1  # last offset covered by a durable checkpoint
     skipped: int = 0  # frames skipped because a checkpoint covered them
 
@@ -88,10 +89,12 @@ class Keeper:
 
     # ------------------------------------------------------------------ assignment
 
-    def assign(self, partition: int, restore: cp.PartitionRestore, end_offset: int) -> PartitionState:
-        """Take ``partition`` over from its checkpoints; ``end_offset`` is its end offset at assignment."""
+    def assign(self, partition: int, restore: cp.PartitionRestore, end_offset: int,
+               committed: int = 0) -> PartitionState:
+        """Take ``partition`` over from its checkpoints; ``end_offset`` is its end offset at assignment and
+        ``committed`` the group's committed offset (where Kafka resumes delivery)."""
         self.revoke(partition)
-        state = PartitionState(partition)
+        state = PartitionState(partition, position=committed)
         for entry in restore.books:
             book = Book.from_state(entry.book)
             key = (book.publisher_id, book.instrument_id)
@@ -123,6 +126,7 @@ class Keeper:
         """Process the frame at ``offset``: its outputs (dead letter included) in publishing order."""
         state = self.partitions[partition]
         state.last_offset = offset
+        state.position = offset + 1
         self.last_times = None
         out: list[Output] = []
         if value is None:

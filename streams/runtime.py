@@ -18,7 +18,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +33,10 @@ from streams.metrics import Metrics
 from streams.output import OutputSink
 
 logger = logging.getLogger(__name__)
+
+
+async def _no_offsets(partitions: list[int]) -> dict[int, int]:
+    return {}
 
 
 @contextmanager
@@ -89,6 +93,8 @@ class Runtime:
         self.lock = asyncio.Lock()  # one checkpoint at a time; rebalances wait for the one in flight
         self.ready = False
         self.fatal: BaseException | None = None
+        # the group's committed offsets of some partitions (for the lag before the first frame); none by default
+        self.committed: Callable[[list[int]], Awaitable[dict[int, int]]] = _no_offsets
         metrics.watch(keeper, self.lag, lambda: self.ready)
 
     # ------------------------------------------------------------------ the agent
@@ -220,9 +226,11 @@ class Runtime:
     async def restore(self, partitions: set[int]) -> None:
         tps = [TP(self.config.topics.frames, p) for p in sorted(partitions)]
         ends = await self.app.consumer.highwaters(*tps)
+        committed = await self.committed(sorted(partitions))
         restored = self.store.load(partitions)
         for tp in tps:
-            self.keeper.assign(tp.partition, restored[tp.partition], ends.get(tp) or 0)
+            self.keeper.assign(tp.partition, restored[tp.partition], ends.get(tp) or 0,
+                               committed.get(tp.partition, 0))
 
     def _partitions(self, tps: Iterable[TP]) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == self.config.topics.frames}
@@ -234,7 +242,7 @@ class Runtime:
         for partition, state in self.keeper.partitions.items():
             high = consumer.highwater(TP(self.config.topics.frames, partition))
             if high is not None:
-                out[partition] = max(0, high - (state.last_offset + 1))
+                out[partition] = max(0, high - state.position)
         return out
 
     async def die(self, error: BaseException) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.app import create_app
@@ -35,6 +37,27 @@ def topic_partitions(bootstrap: str, topic: str) -> int:
     if found is None or found.error is not None or not found.partitions:
         raise StreamsError(f"topic {topic!r} does not exist on {bootstrap}; `orderflow stack up` creates it")
     return len(found.partitions)
+
+
+def committed_reader(config: WorkerConfig) -> Callable[[list[int]], Awaitable[dict[int, int]]]:
+    """The group's committed offsets of frames partitions, read by a consumer that never joins the group."""
+    consumer = Consumer({"bootstrap.servers": config.bootstrap, "group.id": config.app_id,
+                         "enable.auto.commit": False})
+
+    def read(partitions: list[int]) -> dict[int, int]:
+        tps = [TopicPartition(config.topics.frames, p) for p in partitions]
+        try:
+            found = consumer.committed(tps, timeout=METADATA_TIMEOUT_S)
+        except Exception:
+            logger.warning("committed offsets not readable; lag is approximate until frames arrive",
+                           exc_info=True)
+            return {}
+        return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+
+    async def committed(partitions: list[int]) -> dict[int, int]:
+        return await asyncio.get_running_loop().run_in_executor(None, read, partitions)
+
+    return committed
 
 
 class BookWorker(faust.Worker):
@@ -61,6 +84,7 @@ def run(config: WorkerConfig, loglevel: str = "INFO") -> int:
 
         uvloop.install()
     app, runtime = create_app(config)
+    runtime.committed = committed_reader(config)
     logger.info("book worker %s: frames from %s (%d partitions), views on http://127.0.0.1:%d/books, data in %s",
                 config.app_id, config.topics.frames, config.partitions, config.web_port, config.workdir)
     worker = BookWorker(app, runtime, loglevel=loglevel, override_logging=False, redirect_stdouts=False,
