@@ -183,8 +183,8 @@ class Replay:
         while pos < n:
             if self.control.commands != self._seen_commands or self.control.paused:
                 self._apply_control()
-                if self._break:
-                    return
+            if self._break:  # a stop (signal) or a seek
+                return
             now = self.clock()
             if self.pacer.active:
                 ts = ts or chunk.ts_recv()  # the speed may have changed from max to paced

@@ -127,3 +127,17 @@ def test_pause_seek_speed_resume_on_a_running_replay(esh4: Path, esh4_rows: tupl
     first = [r for r in esh4_rows if r[0] >= start]
     assert rows[:sent_before_seek] == first[:sent_before_seek]
     assert rows[sent_before_seek:] == [r for r in esh4_rows if r[0] >= seek]
+
+
+def test_stop_while_pacing_ends_the_replay_mid_chunk(esh4: Path, esh4_rows: tuple[Any, ...]) -> None:
+    sink = ListSink()
+    replay = Replay(ReplayOptions(files=[str(esh4)], speed=1.0, start_ns=parse_ts("2023-12-25T23:00:00Z"),
+                                  progress=False), sink)
+    thread = threading.Thread(target=replay.run, daemon=True)
+    thread.start()
+    wait_for(lambda: replay.status()["records_read"] >= 20, "records to flow")
+    replay.stop()
+    thread.join(30)
+    assert not thread.is_alive() and replay.st.state == "stopping"
+    assert replay.st.records_read < 8192, "stopped inside the first chunk, not at its end"
+    assert sink.stats.records_sent == replay.st.records_read  # everything read went out
