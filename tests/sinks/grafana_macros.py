@@ -4,7 +4,7 @@ SQL (non-TimescaleDB datasource mode), so that tests can run every panel against
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -20,7 +20,9 @@ def interval_seconds(text: str) -> float:
 
 def _args(sql: str, start: int) -> tuple[list[str], int]:
     """The comma-separated arguments of the macro call whose '(' is at ``start``, and the index after ')'."""
-    depth, args, current = 0, [], []
+    depth = 0
+    args: list[str] = []
+    current: list[str] = []
     for i in range(start, len(sql)):
         ch = sql[i]
         if ch == "(":
@@ -54,8 +56,9 @@ def expand(sql: str, start: datetime, end: datetime, interval: str,
     sql = sql.replace("$__interval", interval)
     for name, values in variables.items():
         text = ",".join("'" + v.replace("'", "''") + "'" for v in values)
-        sql = re.sub(rf"\$\{{{name}(?::\w+)?\}}|\[\[{name}\]\]|\${name}\b", lambda _m, t=text: t, sql)
-    macros = {
+        pattern = rf"\$\{{{name}(?::\w+)?\}}|\[\[{name}\]\]|\${name}\b"
+        sql = re.sub(pattern, text.replace("\\", "\\\\"), sql)
+    macros: dict[str, Callable[[list[str]], str]] = {
         "timeFilter": lambda a: f"{a[0]} BETWEEN {frm} AND {to}",
         "timeFrom": lambda a: frm,
         "timeTo": lambda a: to,
