@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 COMPRESSIONS = ("lz4", "zstd", "snappy", "gzip", "none")
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # the mbo.frames topic's max.message.bytes
+POLL_EVERY = 8  # messages between two polls for delivery reports
 
 
 class DeliveryError(ProducerError):
@@ -107,6 +108,7 @@ class KafkaFrameSink:
         config["logger"] = logging.getLogger("producers.rdkafka")  # librdkafka's own log lines, through logging
         self._producer = Producer(config)
         self._encode = codec.encode
+        self._since_poll = 0
 
     def require_topic(self, timeout_s: float = 5.0) -> None:
         """Fail fast, naming the topic, when the broker cannot be reached or the topic does not exist (a topic
@@ -156,7 +158,10 @@ class KafkaFrameSink:
                 break
             except BufferError:
                 self._producer.poll(0.005)  # queue full: let librdkafka drain it
-        self._producer.poll(0)
+        self._since_poll += 1
+        if self._since_poll >= POLL_EVERY:  # serve delivery reports every few messages, not after each
+            self._since_poll = 0
+            self._producer.poll(0)
 
     def poll(self) -> None:
         self._producer.poll(0)
