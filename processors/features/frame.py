@@ -1,0 +1,44 @@
+"""One closed bar of every instrument of one interval: a (instruments × features) matrix with names."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from processors.features.errors import UnknownFeatureError
+from topics.records import FeatureBar
+
+
+class FeatureFrame:
+    """``values[i, j]`` is feature ``names[j]`` of ``instruments[i]`` for the bar ending at ``ts_event``."""
+
+    __slots__ = ("instruments", "interval_ns", "names", "ts_event", "values")
+
+    def __init__(self, interval_ns: int, ts_event: int, instruments: list[str], names: tuple[str, ...],
+                 values: np.ndarray) -> None:
+        self.interval_ns = interval_ns
+        self.ts_event = ts_event  # bar end (exclusive), ns
+        self.instruments = instruments
+        self.names = names
+        self.values = values
+
+    def column(self, name: str) -> np.ndarray:
+        """One feature for every instrument."""
+        try:
+            j = self.names.index(name)
+        except ValueError:
+            raise UnknownFeatureError(name) from None
+        return self.values[:, j]
+
+    def row(self, instrument: str) -> dict[str, float]:
+        return dict(zip(self.names, self.values[self.instruments.index(instrument)].tolist(), strict=True))
+
+    def bars(self) -> list[FeatureBar]:
+        """One :class:`FeatureBar` per instrument; NaN (warming up) becomes None."""
+        out = []
+        for inst, row in zip(self.instruments, self.values.tolist(), strict=True):
+            vals: dict[str, float | None] = {
+                k: (None if math.isnan(v) else v) for k, v in zip(self.names, row, strict=True)}
+            out.append(FeatureBar(instrument=inst, ts_event=self.ts_event, interval_ns=self.interval_ns, values=vals))
+        return out

@@ -1,0 +1,103 @@
+"""One bar interval's computation: the bar accumulator, the series ring, the rolling state and the families."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from processors.features.catalog import BarContext, Family, FeatureSpec
+from processors.features.config import FeatureConfig
+from processors.features.families import (
+    BarFamily,
+    FlowFamily,
+    MomentFamily,
+    PairFamily,
+    ReturnFamily,
+    VolatilityFamily,
+    pair_specs,
+)
+from processors.features.frame import FeatureFrame
+from processors.features.inputs import BarAccumulator
+from processors.features.pairs import RollingPairs
+from processors.features.recursive import EmaFamily, RsiFamily
+from processors.features.rolling import RollingMoments, SeriesRing
+from processors.features.series import SERIES, compute_series
+from processors.features.state import Arrays, SlotArrays
+
+logger = logging.getLogger(__name__)
+
+
+class IntervalEngine:
+    """Bars of one length: :meth:`close` turns the open bar into a :class:`FeatureFrame` for every instrument."""
+
+    def __init__(self, interval_ns: int, config: FeatureConfig, capacity: int) -> None:
+        self.interval_ns = interval_ns
+        self.config = config
+        self.acc = BarAccumulator()
+        self.t = 0  # bars closed so far
+        self.bar_end: int | None = None  # end (exclusive) of the open bar, ns; None until the first advance
+        width, windows, resync = len(SERIES), config.windows, config.resync_every
+        self.ring = SeriesRing(capacity, width, config.history)
+        self.moments = RollingMoments(capacity, width, windows, resync)
+        pairs, pspecs, where = pair_specs(windows, config.acf_lags, config.leadlag_lags)
+        self.pairs = RollingPairs(capacity, pairs, windows, resync)
+        self.ema = EmaFamily(capacity, config.ema_spans)
+        self.rsi = RsiFamily(capacity, windows)
+        self.families: list[Family] = [
+            BarFamily(), MomentFamily(windows), VolatilityFamily(windows), FlowFamily(windows),
+            ReturnFamily(windows), self.ema, self.rsi, PairFamily(pspecs, where),
+        ]
+        self.specs: list[FeatureSpec] = [s for f in self.families for s in f.specs()]
+        self.names: tuple[str, ...] = tuple(s.name for s in self.specs)
+
+    @property
+    def stateful(self) -> dict[str, SlotArrays]:
+        return {"ring.": self.ring, "mom.": self.moments, "pairs.": self.pairs, "ema.": self.ema, "rsi.": self.rsi}
+
+    def grow(self, capacity: int) -> None:
+        for part in self.stateful.values():
+            part.grow(capacity)
+
+    def close(self, quotes: dict[str, np.ndarray], instruments: list[str], peers: np.ndarray) -> FeatureFrame:
+        """Close the open bar (ending at ``bar_end``) for the first ``len(instruments)`` slots."""
+        assert self.bar_end is not None
+        n, t = len(instruments), self.t
+        series = compute_series(quotes, self.acc.take(n), self.ring.at(t - 1, n), peers[:n])
+        self.ring.push(t, series)
+        self.moments.update(self.ring, n, t)
+        self.pairs.update(self.ring, n, t, peers)
+        ctx = BarContext(n, t, self.ring, series, self.moments.stats(self.ring, n, t), self.pairs.corr(n), peers[:n])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.concatenate([f.compute(ctx) for f in self.families], axis=1)
+        frame = FeatureFrame(self.interval_ns, self.bar_end, list(instruments), self.names, values)
+        self.t += 1
+        self.bar_end += self.interval_ns
+        return frame
+
+    def restart(self, bar_end: int) -> None:
+        """Forget every rolling state (after a gap longer than ``max_gap_bars``); the next bar ends at ``bar_end``."""
+        logger.warning("features %d ns: gap of %d bars, restarting the warm-up",
+                       self.interval_ns, (bar_end - (self.bar_end or bar_end)) // self.interval_ns)
+        self.ring.clear()
+        self.moments.reset()
+        self.pairs.reset()
+        self.ema.reset()
+        self.rsi.reset()
+        self.acc.take(0)
+        self.bar_end = bar_end
+
+    def recompute_pairs(self, rows: np.ndarray, peers: np.ndarray) -> None:
+        """Exact pair sums for ``rows`` whose peer changed."""
+        self.pairs.recompute(self.ring, rows, self.t - 1, peers)
+
+    def state(self, prefix: str) -> Arrays:
+        out: Arrays = {f"{prefix}acc.{k}": v for k, v in self.acc.arrays().items()}
+        for name, part in self.stateful.items():
+            out.update(part.state(prefix + name))
+        return out
+
+    def load(self, arrays: Arrays, prefix: str) -> None:
+        self.acc.load({k[len(prefix) + 4:]: v for k, v in arrays.items() if k.startswith(f"{prefix}acc.")})
+        for name, part in self.stateful.items():
+            part.load(arrays, prefix + name)
