@@ -66,6 +66,10 @@ class SinkConfig:
         return conf
 
 
+def _unset(value: Any) -> Any:  # placeholder until the first message names its topic
+    raise AssertionError("no topic yet")
+
+
 def _kafka_error(err: KafkaError) -> None:
     logger.warning("kafka: %s", err)
 
@@ -194,33 +198,38 @@ class Sink:
             self._progress.log(now, self)
 
     def _handle(self, msgs: list[Any], now: float) -> None:  # confluent Messages; Any keeps the hot loop lean
-        """Decode ``msgs`` into rows and add them, with their offsets, to the batch being filled."""
+        """Decode ``msgs`` into rows and add them, with their offsets, to the batch being filled.
+
+        librdkafka hands messages over in runs of one partition, so the per-topic lookups happen once per run."""
         rows: dict[str, list[Row]] = {}
         offsets: dict[TP, int] = {}
         per_topic: dict[str, int] = {}
-        for msg in msgs:
+        topic, run_start = None, 0
+        decode: Callable[[Any], Any] = _unset
+        convert: Callable[[Any], Any] = _unset
+        add: Callable[[Any], Any] = _unset
+        for i, msg in enumerate(msgs):
             if msg.error() is not None:
                 self._on_message_error(msg, msg.error())
                 continue
-            topic = msg.topic()
-            per_topic[topic] = per_topic.get(topic, 0) + 1
-            table, decode, convert, multi = self._decoders[topic]
+            t = msg.topic()
+            if t != topic:
+                if topic is not None:
+                    per_topic[topic] = per_topic.get(topic, 0) + i - run_start
+                topic, run_start = t, i
+                table, decode, convert, multi = self._decoders[t]
+                bucket = rows.setdefault(table, [])
+                add = bucket.extend if multi else bucket.append
             try:
-                out = convert(decode(msg.value()))
+                add(convert(decode(msg.value())))
             except (msgspec.MsgspecError, TypeError, RowError) as e:
                 self._reject(msg, e)
-            else:
-                bucket = rows.get(table)
-                if bucket is None:
-                    bucket = rows[table] = []
-                if multi:
-                    bucket.extend(out)
-                else:
-                    bucket.append(out)
-            offsets[(topic, msg.partition())] = msg.offset() + 1
+            offsets[(t, msg.partition())] = msg.offset() + 1
+        if topic is not None:
+            per_topic[topic] = per_topic.get(topic, 0) + len(msgs) - run_start
         self._acc.extend(rows, offsets, len(msgs), now)
-        for topic, n in per_topic.items():
-            self.metrics.messages.labels(topic).inc(n)
+        for name, n in per_topic.items():
+            self.metrics.messages.labels(name).inc(n)
 
     def _reject(self, msg: Message, error: Exception) -> None:
         """Send ``msg`` to the dead letters with a reason naming the field (via :func:`topics.codec.decode`)."""
