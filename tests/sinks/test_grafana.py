@@ -186,3 +186,15 @@ def test_promtool_accepts_the_prometheus_config() -> None:
         pytest.skip("promtool is not installed (apt-get install prometheus)")
     out = subprocess.run([promtool, "check", "config", str(PROMETHEUS_YML)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.integration
+def test_every_query_of_docs_sql_md_runs_against_the_schema(run_dsn: str) -> None:
+    text = (REPO / "docs" / "sql.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, re.S)
+    assert len(blocks) >= 10
+    with psycopg.connect(run_dsn, autocommit=True) as conn:
+        for block in blocks:
+            for statement in (s.strip() for s in block.split(";")):
+                if statement and not all(line.strip().startswith("--") for line in statement.splitlines()):
+                    conn.execute(statement)  # raises on any SQL error
