@@ -15,6 +15,7 @@ from typing import Final
 from sortedcontainers import SortedDict
 
 from processors.book import crossing
+from processors.book.bulk import BulkFeeding
 from processors.book.dedup import Deduper
 from processors.book.errors import PolicyError, SideError, StateError, WrongBookError
 from processors.book.levels import Order, PriceLevel
@@ -29,8 +30,9 @@ POLICIES: Final = ("keep", "match", "drop-stale")
 _NS = 1e-9
 
 
-class Book:
-    """One instrument's book. Feed it records in order with :meth:`apply` or :meth:`apply_fields`."""
+class Book(BulkFeeding):
+    """One instrument's book. Feed it records in order with :meth:`apply` or :meth:`apply_fields` (or in bulk:
+    :class:`BulkFeeding`). The reference engine: ``processors.book._fastbook.Book`` is its compiled twin."""
 
     def __init__(
         self, publisher_id: int, instrument_id: int, crossed_policy: str = "keep", *,

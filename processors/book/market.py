@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import msgspec
 
-from processors.book.book import POLICIES, Book
+from processors.book.book import POLICIES
+from processors.book.engine import Book
 from processors.book.errors import PolicyError
 from processors.book.state import BookState
 from topics.records import MboFrame, MboRecord
@@ -23,13 +25,18 @@ class MarketState(msgspec.Struct, kw_only=True):
 
 
 class Market:
-    """Creates a :class:`Book` for each (publisher_id, instrument_id) on its first record."""
+    """Creates a :class:`Book` for each (publisher_id, instrument_id) on its first record.
 
-    def __init__(self, crossed_policy: str = "keep", *, max_pending_trades: int = 100_000) -> None:
+    ``book_cls`` is the engine (``processors.book.Book``, the compiled one when built, by default).
+    """
+
+    def __init__(self, crossed_policy: str = "keep", *, max_pending_trades: int = 100_000,
+                 book_cls: Any = None) -> None:
         if crossed_policy not in POLICIES:
             raise PolicyError(f"crossed_policy {crossed_policy!r} is not one of {', '.join(POLICIES)}")
         self.crossed_policy = crossed_policy
         self._max_pending_trades = max_pending_trades
+        self._book_cls = Book if book_cls is None else book_cls
         self._books: dict[BookKey, Book] = {}
 
     def book(self, publisher_id: int, instrument_id: int) -> Book | None:
@@ -41,7 +48,7 @@ class Market:
         key = (publisher_id, instrument_id)
         book = self._books.get(key)
         if book is None:
-            book = self._books[key] = Book(
+            book = self._books[key] = self._book_cls(
                 publisher_id, instrument_id, self.crossed_policy, max_pending_trades=self._max_pending_trades
             )
         return book
@@ -67,27 +74,17 @@ class Market:
         frame was applied, when intermediate states are gone.
         """
         book = self.book_for(frame.publisher_id, frame.instrument_id)
-        apply_fields = book.apply_fields
-        points: list[tuple[Book, int]] = []
-        rows = zip(
-            frame.action, frame.side, frame.price, frame.size, frame.order_id, frame.flags, frame.sequence,
-            frame.channel_id, frame.ts_recv, frame.ts_event, strict=True,
-        )
-        for i, (action, side, price, size, oid, flags, seq, chan, ts_recv, ts_event) in enumerate(rows):
-            if apply_fields(action, side, price, size, oid, flags, seq, chan, ts_recv, ts_event):
-                points.append((book, i))
-                if on_point is not None:
-                    on_point(book, i)
-        return points
+        callback = None if on_point is None else lambda i: on_point(book, i)
+        return [(book, i) for i in book.apply_frame(frame, callback)]
 
     def to_state(self) -> MarketState:
         return MarketState(crossed_policy=self.crossed_policy, books=[b.to_state() for b in self._books.values()])
 
     @classmethod
-    def from_state(cls, state: MarketState, *, max_pending_trades: int = 100_000) -> Market:
-        market = cls(state.crossed_policy, max_pending_trades=max_pending_trades)
+    def from_state(cls, state: MarketState, *, max_pending_trades: int = 100_000, book_cls: Any = None) -> Market:
+        market = cls(state.crossed_policy, max_pending_trades=max_pending_trades, book_cls=book_cls)
         for bs in state.books:
-            market._books[(bs.publisher_id, bs.instrument_id)] = Book.from_state(
+            market._books[(bs.publisher_id, bs.instrument_id)] = market._book_cls.from_state(
                 bs, max_pending_trades=max_pending_trades
             )
         return market

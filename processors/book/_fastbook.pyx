@@ -1,0 +1,726 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# distutils: language = c++
+"""The compiled twin of :class:`processors.book.book.Book`: same API, same rules, same state, C++ structures.
+
+The book itself lives in ``_fastbook_core.hpp`` (see its header comment for the layout). This module converts
+arguments, keeps the Python-facing objects (the :class:`BookStats` of ``stats``, pending :class:`BookTrade`s,
+:class:`BookState`), and writes the same log lines as the pure engine, in the same order, through the same
+rate-limited log. Action and side letters travel as code points; a string that is not one character (never seen
+in real data, always a bad record) gets a private code above the Unicode range so that fingerprints stay exact.
+"""
+
+import logging
+
+from cpython.unicode cimport PyUnicode_GET_LENGTH, PyUnicode_READ_CHAR, PyUnicode_FromOrdinal
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+from libcpp cimport bool as cbool
+from libcpp.deque cimport deque
+from libcpp.map cimport map as cmap
+from libcpp.vector cimport vector
+from cython.operator cimport dereference as deref, preincrement as inc
+
+from processors.book.book import POLICIES
+from processors.book.errors import PolicyError, SideError, StateError, WrongBookError
+from processors.book.state import (
+    STATE_VERSION, BookState, ChannelState, DedupState, LevelState, OrderState, copy_stats,
+)
+from processors.book.stats import BookStats
+from topics.logs import RateLimitedLog
+from topics.records import BookTrade, Level
+
+cdef extern from "_fastbook_core.hpp":
+    ctypedef long long i128 "fb::i128"  # __int128 in C: only compared, and converted by hand below
+    uint32_t EV_POINT "fb::EV_POINT"
+    uint32_t EV_DUP_START "fb::EV_DUP_START"
+    uint32_t EV_DUP_END "fb::EV_DUP_END"
+    uint32_t EV_DUP_ADD "fb::EV_DUP_ADD"
+    uint32_t EV_UNKNOWN_CANCEL "fb::EV_UNKNOWN_CANCEL"
+    uint32_t EV_OVER_CANCEL "fb::EV_OVER_CANCEL"
+    uint32_t EV_UNKNOWN_MODIFY "fb::EV_UNKNOWN_MODIFY"
+    uint32_t EV_BAD "fb::EV_BAD"
+    uint32_t EV_CROSSED "fb::EV_CROSSED"
+    uint32_t EV_NO_TRADE_ROOM "fb::EV_NO_TRADE_ROOM"
+    int BAD_ADD "fb::BAD_ADD"
+    int BAD_CANCEL "fb::BAD_CANCEL"
+    int BAD_MODIFY "fb::BAD_MODIFY"
+    int BAD_TRADE "fb::BAD_TRADE"
+    int BAD_TOB "fb::BAD_TOB"
+
+    cdef struct Rec "fb::Rec":
+        int32_t action, side
+        int64_t price, size
+        uint64_t oid
+        int64_t flags, sequence, channel
+        uint64_t ts_recv, ts_event
+
+    cdef struct Fp "fb::Fp":
+        int32_t action, side
+        int64_t price, size
+        uint64_t oid
+        int64_t flags
+        uint64_t ts_recv, ts_event
+
+    cdef struct Order "fb::Order":
+        uint64_t oid
+        int64_t price, size, arrival
+        int32_t side
+        Order* next
+
+    cdef struct Level_ "fb::Level":
+        int64_t price, total, count
+        Order* head
+        Order* tob
+
+    cdef cppclass Side "fb::Side":
+        size_t size()
+        Level_* best()
+        Level_* at(size_t depth)
+        Level_* find(int64_t price)
+        long depth_of(int64_t price)
+
+    cdef cppclass OrderMap "fb::OrderMap":
+        size_t size()
+        Order* get(uint64_t key)
+
+    cdef cppclass Channel "fb::Channel":
+        int64_t seq, cursor
+        vector[Fp] group
+        cbool has_last
+        Fp last_fp
+        void rebuild_starts()
+
+    cdef struct Trade "fb::Trade":
+        uint64_t ts_event, ts_recv, oid
+        int64_t sequence, price, size
+        int32_t side
+        cbool synthetic
+
+    cdef struct Stats "fb::Stats":
+        int64_t records, duplicates_skipped, bad_records, unknown_cancels, unknown_modifies, over_cancels
+        int64_t duplicate_adds, maybe_bad_book, clears, snapshots, tob_updates, consistency_points, crossings
+        int64_t locked, synthetic_fills, stale_dropped, trades_dropped
+        cbool crossed_now
+
+    cdef cppclass ActionCounts "fb::ActionCounts":
+        vector[int32_t] seen
+        int64_t* slot(int32_t code) except +
+        int64_t get(int32_t code) except +
+        void reset()
+
+    cdef cppclass Core "fb::Core":
+        Stats st
+        ActionCounts by_action
+        int policy
+        int64_t arrival
+        i128 ts_high, last_clear_ts
+        cbool snapshot_open, after_clear
+        cmap[int64_t, Channel] channels
+        deque[Trade] trades
+        int64_t py_trades, py_drops, max_pending
+        int64_t ev_dup_run, ev_held, ev_cross_bid, ev_cross_ask
+        int ev_bad
+        Side bids, asks
+        OrderMap orders
+        uint32_t apply(const Rec& r) except +
+        Order* place(uint64_t oid, int32_t side, int64_t price, int64_t size, int64_t arrival) except +
+        void place_tob_entry(uint64_t oid, int32_t side, int64_t price, int64_t size, int64_t arrival) except +
+        Channel* reset_channel(int64_t id) except +
+
+cdef extern from *:
+    """
+    static inline __int128 fb_i128(int neg, long long s, unsigned long long u) { return neg ? (__int128)s : (__int128)u; }
+    static inline int fb_i128_neg(__int128 v) { return v < 0; }
+    """
+    i128 fb_i128(int neg, long long s, unsigned long long u)
+    int fb_i128_neg(i128 v)
+
+logger = logging.getLogger(__name__)
+
+cdef double _NS = 1e-9
+cdef int32_t ODD_BASE = 0x110000
+cdef int32_t BID = 66, ASK = 65  # "B", "A"
+cdef uint8_t MBO_RTYPE = 0xA0
+cdef Py_ssize_t MBO_SIZE = 56
+_STAT_FIELDS = tuple(f for f in BookStats.__struct_fields__ if f != "by_action")
+
+
+cdef inline object _ts_int(i128 v):
+    return <int64_t>v if fb_i128_neg(v) else <uint64_t>v
+
+
+cdef inline i128 _ts_c(object v) except *:
+    return fb_i128(1, v, 0) if v < 0 else fb_i128(0, 0, v)
+
+
+cdef class Book:
+    """One instrument's book; the API of :class:`processors.book.book.Book` (see docs/book.md)."""
+
+    cdef Core* core
+    cdef object _publisher_id, _instrument_id, _policy_name, _stats, _log
+    cdef list _py_trades, _odd
+    cdef dict _odd_codes
+    cdef bint _crossed_seen
+    cdef int64_t _pub_c, _inst_c
+    cdef object _bid_cache, _ask_cache
+
+    def __cinit__(self, *args, **kwargs):
+        self.core = new Core()
+
+    def __dealloc__(self):
+        del self.core
+
+    def __init__(self, publisher_id, instrument_id, crossed_policy="keep", *, max_pending_trades=100_000):
+        if crossed_policy not in POLICIES:
+            raise PolicyError(f"crossed_policy {crossed_policy!r} is not one of {', '.join(POLICIES)}")
+        self.publisher_id = publisher_id
+        self.instrument_id = instrument_id
+        self.crossed_policy = crossed_policy
+        self._stats = BookStats()
+        self._crossed_seen = False
+        self._py_trades = []
+        self._odd = []
+        self._odd_codes = {}
+        self.core.max_pending = max_pending_trades
+        self._log = RateLimitedLog(logger)
+
+    # ---------------------------------------------------------------- attributes
+
+    @property
+    def publisher_id(self):
+        return self._publisher_id
+
+    @publisher_id.setter
+    def publisher_id(self, value):
+        self._publisher_id = value
+        self._pub_c = value if 0 <= value <= 0xFFFF else -1
+
+    @property
+    def instrument_id(self):
+        return self._instrument_id
+
+    @instrument_id.setter
+    def instrument_id(self, value):
+        self._instrument_id = value
+        self._inst_c = value if 0 <= value <= 0xFFFFFFFF else -1
+
+    @property
+    def crossed_policy(self):
+        return self._policy_name
+
+    @crossed_policy.setter
+    def crossed_policy(self, value):
+        self._policy_name = value
+        self.core.policy = 1 if value == "match" else 2 if value == "drop-stale" else 0
+
+    @property
+    def stats(self):
+        """The book's :class:`BookStats`, brought up to date whenever this attribute is read."""
+        self._sync_stats()
+        return self._stats
+
+    @stats.setter
+    def stats(self, value):
+        cdef Stats* c = &self.core.st
+        for name in _STAT_FIELDS:
+            _set_stat(c, name, getattr(value, name))
+        self.core.by_action.reset()
+        for key, count in value.by_action.items():
+            self.core.by_action.slot(self._code(key))[0] = count
+        self._stats = value
+        self._crossed_seen = c.crossed_now
+
+    cdef _sync_stats(self):
+        cdef Stats* c = &self.core.st
+        s = self._stats
+        s.records = c.records
+        s.duplicates_skipped = c.duplicates_skipped
+        s.bad_records = c.bad_records
+        s.unknown_cancels = c.unknown_cancels
+        s.unknown_modifies = c.unknown_modifies
+        s.over_cancels = c.over_cancels
+        s.duplicate_adds = c.duplicate_adds
+        s.maybe_bad_book = c.maybe_bad_book
+        s.clears = c.clears
+        s.snapshots = c.snapshots
+        s.tob_updates = c.tob_updates
+        s.consistency_points = c.consistency_points
+        s.crossings = c.crossings
+        s.locked = c.locked
+        s.crossed_now = c.crossed_now
+        s.synthetic_fills = c.synthetic_fills
+        s.stale_dropped = c.stale_dropped
+        s.trades_dropped = c.trades_dropped
+        by_action = s.by_action
+        for code in self.core.by_action.seen:
+            by_action[self._text(code)] = self.core.by_action.get(code)
+
+    # ---------------------------------------------------------------- codes of action and side letters
+
+    cdef inline int32_t _code(self, str s) except -1:
+        if PyUnicode_GET_LENGTH(s) == 1:
+            return PyUnicode_READ_CHAR(s, 0)
+        return self._odd_code(s)
+
+    cdef int32_t _odd_code(self, str s) except -1:
+        code = self._odd_codes.get(s)
+        if code is None:
+            code = self._odd_codes[s] = ODD_BASE + len(self._odd)
+            self._odd.append(s)
+        return code
+
+    cdef inline str _text(self, int32_t code):
+        if code < ODD_BASE:
+            return PyUnicode_FromOrdinal(code)
+        return self._odd[code - ODD_BASE]
+
+    # ---------------------------------------------------------------- feeding
+
+    def apply(self, rec):
+        """Apply one record; True when it was applied and carries F_LAST (the book is consistent: publish now)."""
+        if rec.instrument_id != self._instrument_id or rec.publisher_id != self._publisher_id:
+            raise WrongBookError(
+                f"record of ({rec.publisher_id}, {rec.instrument_id}) given to book "
+                f"({self._publisher_id}, {self._instrument_id})"
+            )
+        return self.apply_fields(
+            rec.action, rec.side, rec.price, rec.size, rec.order_id, rec.flags, rec.sequence, rec.channel_id,
+            rec.ts_recv, rec.ts_event,
+        )
+
+    def apply_fields(self, str action not None, str side not None, int64_t price, int64_t size, uint64_t order_id,
+                     int64_t flags, int64_t sequence, int64_t channel_id, uint64_t ts_recv, uint64_t ts_event):
+        """Apply one record given field by field; same result as :meth:`apply`. Duplicates return False."""
+        cdef Rec r
+        r.action = self._code(action)
+        r.side = self._code(side)
+        r.price = price
+        r.size = size
+        r.oid = order_id
+        r.flags = flags
+        r.sequence = sequence
+        r.channel = channel_id
+        r.ts_recv = ts_recv
+        r.ts_event = ts_event
+        return self._apply(r)
+
+    cdef inline bint _apply(self, Rec& r) except -1:
+        cdef uint32_t ev = self.core.apply(r)
+        if (ev & ~EV_POINT) or self.core.st.crossed_now != self._crossed_seen:
+            self._after(ev, r)
+        return ev & EV_POINT
+
+    cdef int _after(self, uint32_t ev, Rec& r) except -1:
+        """Log what the record caused, as the pure engine does, and keep ``stats.crossed_now`` live."""
+        cdef Core* c = self.core
+        if c.st.crossed_now != self._crossed_seen:
+            self._crossed_seen = c.st.crossed_now
+            self._stats.crossed_now = self._crossed_seen
+        pub, inst = self._publisher_id, self._instrument_id
+        now = r.ts_recv * _NS
+        if ev & EV_DUP_START:
+            self._log.warning("duplicate", now, "book %d/%d: skipping already applied records (a replay?)", pub, inst)
+        if ev & EV_DUP_END:
+            logger.info("book %d/%d: applying again after %d already applied records", pub, inst, c.ev_dup_run)
+        if ev & EV_DUP_ADD:
+            self._log.warning("duplicate_add", now, "book %d/%d: add of resting order %d replaces it", pub, inst,
+                              r.oid)
+        if ev & EV_UNKNOWN_CANCEL:
+            self._log.warning("unknown_cancel", now, "book %d/%d: cancel of unknown order %d", pub, inst, r.oid)
+        if ev & EV_OVER_CANCEL:
+            self._log.warning("over_cancel", now, "book %d/%d: cancel of %d from order %d holding %d", pub, inst,
+                              r.size, r.oid, c.ev_held)
+        if ev & EV_UNKNOWN_MODIFY:
+            self._log.warning("unknown_modify", now, "book %d/%d: modify of unknown order %d, added", pub, inst,
+                              r.oid)
+        if ev & EV_BAD:
+            self._bad(now, r)
+        if ev & EV_CROSSED:
+            self._log.warning("crossed", now, "book %d/%d crossed at sequence %d: bid %d >= ask %d (policy %s)",
+                              pub, inst, r.sequence, c.ev_cross_bid, c.ev_cross_ask, self._policy_name)
+        if ev & EV_NO_TRADE_ROOM:
+            raise IndexError("pop from an empty deque")
+        return 0
+
+    cdef _bad(self, now, Rec& r):
+        kind = self.core.ev_bad
+        side = self._text(r.side)
+        if kind == BAD_ADD:
+            msg, args = "add of order %d with side %r, price %d, size %d", (r.oid, side, r.price, r.size)
+        elif kind == BAD_CANCEL:
+            msg, args = "cancel of order %d with side %r", (r.oid, side)
+        elif kind == BAD_MODIFY:
+            msg, args = "modify of order %d with side %r, price %d", (r.oid, side, r.price)
+        elif kind == BAD_TRADE:
+            msg, args = "trade of order %d with side %r", (r.oid, side)
+        elif kind == BAD_TOB:
+            msg, args = "top-of-book add with side %r", (side,)
+        else:
+            msg, args = "unknown action %r", (self._text(r.action),)
+        self._log.warning("bad_record", now, "book %d/%d: bad record, not applied: " + msg,
+                          self._publisher_id, self._instrument_id, *args)
+
+    # ---------------------------------------------------------------- bulk feeding
+
+    def apply_frame(self, frame, on_point=None, bbo_changes=None):
+        """Apply an :class:`MboFrame` of this book's instrument (see :meth:`apply_frame_columns`)."""
+        if frame.instrument_id != self._instrument_id or frame.publisher_id != self._publisher_id:
+            raise WrongBookError(
+                f"frame of ({frame.publisher_id}, {frame.instrument_id}) given to book "
+                f"({self._publisher_id}, {self._instrument_id})"
+            )
+        return self.apply_frame_columns(
+            frame.action, frame.side, frame.price, frame.size, frame.order_id, frame.flags, frame.sequence,
+            frame.channel_id, frame.ts_recv, frame.ts_event, on_point, bbo_changes,
+        )
+
+    def apply_frame_columns(self, str action not None, str side not None, price, size, order_id, flags, sequence,
+                            channel_id, ts_recv, ts_event, on_point=None, list bbo_changes=None):
+        """Apply records given as columns (an MboFrame's); the indices of the consistency points, in order.
+
+        ``on_point(index)`` is called at each consistency point while the book is in that state; ``bbo_changes``
+        (a list) gets ``(index, bid, ask)`` at each consistency point whose BBO differs from the previous one's
+        in this call (the first point always). Columns of unequal lengths raise ValueError before anything applies.
+        """
+        cdef list cols = [c if type(c) is list else list(c)
+                          for c in (price, size, order_id, flags, sequence, channel_id, ts_recv, ts_event)]
+        cdef Py_ssize_t n = PyUnicode_GET_LENGTH(action), i
+        if PyUnicode_GET_LENGTH(side) != n or any(len(c) != n for c in cols):
+            raise ValueError("frame columns differ in length")
+        cdef list p_, s_, o_, f_, q_, c_, tr_, te_
+        p_, s_, o_, f_, q_, c_, tr_, te_ = cols
+        cdef list points = []
+        cdef Rec r
+        cdef _BboTrack track = _BboTrack(self, bbo_changes)
+        for i in range(n):
+            r.action = PyUnicode_READ_CHAR(action, i)
+            r.side = PyUnicode_READ_CHAR(side, i)
+            r.price = p_[i]
+            r.size = s_[i]
+            r.oid = o_[i]
+            r.flags = f_[i]
+            r.sequence = q_[i]
+            r.channel = c_[i]
+            r.ts_recv = tr_[i]
+            r.ts_event = te_[i]
+            if self._apply(r):
+                points.append(i)
+                if bbo_changes is not None:
+                    track.point(i)
+                if on_point is not None:
+                    on_point(i)
+        return points
+
+    def apply_dbn(self, data, on_point=None, list bbo_changes=None):
+        """Apply raw DBN records (the body of a DBN stream, any version: MBO is 56 bytes in v1, v2 and v3).
+
+        MBO records of this book's (publisher_id, instrument_id) are applied; other records are skipped. Indices
+        (for the result, ``on_point`` and ``bbo_changes``, as in :meth:`apply_frame_columns`) count every record
+        of ``data``. A buffer that does not end on a record boundary raises ValueError before anything applies.
+        """
+        cdef const uint8_t[::1] buf = memoryview(data).cast("B")
+        cdef Py_ssize_t n = buf.shape[0], pos = 0, length, index = 0
+        while pos < n:
+            length = buf[pos] * 4
+            if length < 16 or pos + length > n:
+                raise ValueError(f"truncated or invalid DBN record at byte {pos}")
+            pos += length
+        cdef list points = []
+        cdef Rec r
+        cdef _BboTrack track = _BboTrack(self, bbo_changes)
+        cdef uint16_t pub
+        cdef uint32_t inst, u32
+        cdef const uint8_t* p
+        pos = 0
+        while pos < n:
+            p = &buf[pos]
+            length = p[0] * 4
+            if p[1] == MBO_RTYPE and length >= MBO_SIZE:
+                memcpy(&pub, p + 2, 2)
+                memcpy(&inst, p + 4, 4)
+                if pub == self._pub_c and inst == self._inst_c:
+                    _read_mbo(p, &r)
+                    if self._apply(r):
+                        points.append(index)
+                        if bbo_changes is not None:
+                            track.point(index)
+                        if on_point is not None:
+                            on_point(index)
+            pos += length
+            index += 1
+        return points
+
+    # ---------------------------------------------------------------- queries
+
+    def bbo(self):
+        """Best bid and best ask as (price, size, count); None for an empty side."""
+        return self._bid_level(), self._ask_level()
+
+    cdef object _bid_level(self):
+        cdef Level_* lv = self.core.bids.best()
+        if lv == NULL:
+            return None
+        cached = self._bid_cache
+        if cached is None or not _same_level(cached, lv):
+            cached = self._bid_cache = _level(lv)
+        return cached
+
+    cdef object _ask_level(self):
+        cdef Level_* lv = self.core.asks.best()
+        if lv == NULL:
+            return None
+        cached = self._ask_cache
+        if cached is None or not _same_level(cached, lv):
+            cached = self._ask_cache = _level(lv)
+        return cached
+
+    cdef Side* _query_side(self, str side) except NULL:
+        if side == "B":
+            return &self.core.bids
+        if side == "A":
+            return &self.core.asks
+        raise SideError(f"side {side!r}: expected 'B' (bids) or 'A' (asks)")
+
+    def levels(self, side, depth=10):
+        """Up to ``depth`` aggregated levels of ``side`` ("B" or "A"), best first."""
+        cdef Side* s = self._query_side(side)
+        cdef Py_ssize_t n = min(depth, <Py_ssize_t>s.size()), i
+        return [_level(s.at(i)) for i in range(n)] if n > 0 else []
+
+    def depth_of(self, side, price):
+        """Index of the level at ``price`` on ``side`` (0 = best), or None when there is none."""
+        cdef Side* s = self._query_side(side)
+        cdef long d = s.depth_of(price)
+        return None if d < 0 else d
+
+    def queue(self, side, price):
+        """(order_id, size) of the orders at ``price`` on ``side``, in priority order."""
+        cdef Level_* lv = self._query_side(side).find(price)
+        cdef Order* o
+        cdef list out = []
+        if lv != NULL:
+            o = lv.head
+            while o != NULL:
+                out.append((o.oid, o.size))
+                o = o.next
+        return out
+
+    def order(self, order_id):
+        """(side, price, size) of a resting order, or None."""
+        if not 0 <= order_id <= 0xFFFFFFFFFFFFFFFF:
+            return None
+        cdef Order* o = self.core.orders.get(order_id)
+        return None if o == NULL else (self._text(o.side), o.price, o.size)
+
+    @property
+    def order_count(self):
+        """Resting orders (F_TOB entries are not orders)."""
+        return self.core.orders.size()
+
+    def is_crossed(self):
+        """Best bid >= best ask now (after the policy acted at the last consistency point)."""
+        cdef Level_* b = self.core.bids.best()
+        cdef Level_* a = self.core.asks.best()
+        return b != NULL and a != NULL and b.price >= a.price
+
+    def take_trades(self):
+        """Trades seen (action T) and synthetic fills of the `match` policy since the last call, in order."""
+        trades = self._pending_trades()
+        self._py_trades.clear()
+        self.core.py_trades = 0
+        self.core.trades.clear()
+        return trades
+
+    cdef list _pending_trades(self):
+        cdef Core* c = self.core
+        if c.py_drops:
+            del self._py_trades[:c.py_drops]
+            c.py_drops = 0
+        cdef list out = list(self._py_trades)
+        cdef Trade t
+        for t in c.trades:
+            out.append(BookTrade(
+                publisher_id=self._publisher_id, instrument_id=self._instrument_id, ts_event=t.ts_event,
+                ts_recv=t.ts_recv, sequence=t.sequence, price=t.price, size=t.size, side=self._text(t.side),
+                order_id=t.oid, synthetic=t.synthetic,
+            ))
+        return out
+
+    # ---------------------------------------------------------------- state
+
+    def to_state(self):
+        """Everything needed to rebuild this book exactly (see :class:`BookState`)."""
+        cdef Core* c = self.core
+        return BookState(
+            version=STATE_VERSION, publisher_id=self._publisher_id, instrument_id=self._instrument_id,
+            crossed_policy=self._policy_name, bids=self._side_state(&c.bids), asks=self._side_state(&c.asks),
+            arrival=c.arrival, stats=copy_stats(self.stats), dedup=self._dedup_state(),
+            trades=self._pending_trades(),
+        )
+
+    cdef list _side_state(self, Side* s):
+        cdef list out = []
+        cdef Level_* lv
+        cdef Order* o
+        cdef size_t i
+        for i in range(s.size()):
+            lv = s.at(i)
+            orders = []
+            o = lv.head
+            while o != NULL:
+                orders.append(OrderState(o.oid, o.size, o.arrival))
+                o = o.next
+            out.append(LevelState(price=lv.price, orders=orders, tob_order_id=None if lv.tob == NULL else lv.tob.oid))
+        return out
+
+    cdef object _dedup_state(self):
+        cdef Core* c = self.core
+        cdef list channels = []
+        cdef cmap[int64_t, Channel].iterator it = c.channels.begin()
+        cdef Channel* ch
+        cdef size_t i
+        while it != c.channels.end():
+            ch = &deref(it).second
+            group = [self._fp_tuple(&ch.group[i]) for i in range(ch.group.size())]
+            channels.append(ChannelState(
+                channel_id=deref(it).first, seq=ch.seq, group=group, cursor=ch.cursor,
+                last_fp=self._fp_tuple(&ch.last_fp) if ch.has_last else None,
+            ))
+            inc(it)
+        return DedupState(ts_high=_ts_int(c.ts_high), last_clear_ts=_ts_int(c.last_clear_ts),
+                          snapshot_open=c.snapshot_open, after_clear=c.after_clear, channels=channels)
+
+    cdef tuple _fp_tuple(self, Fp* f):
+        return (self._text(f.action), self._text(f.side), f.price, f.size, f.oid, f.flags, f.ts_recv, f.ts_event)
+
+    @classmethod
+    def from_state(cls, state, *, max_pending_trades=100_000):
+        """A book identical to the one that produced ``state``."""
+        if state.version != STATE_VERSION:
+            raise StateError(f"book state version {state.version}, this engine reads {STATE_VERSION}")
+        cdef Book book = cls(state.publisher_id, state.instrument_id, state.crossed_policy,
+                             max_pending_trades=max_pending_trades)
+        for side, levels in ((BID, state.bids), (ASK, state.asks)):
+            for ls in levels:
+                book._restore_level(side, ls)
+        book.core.arrival = state.arrival
+        book.stats = copy_stats(state.stats)
+        book._load_dedup(state.dedup)
+        book._py_trades.extend(state.trades)
+        book.core.py_trades = len(book._py_trades)
+        return book
+
+    cdef _restore_level(self, int32_t side, ls):
+        if not ls.orders:
+            raise StateError(f"empty level at {ls.price} on side {self._text(side)}")
+        tob = ls.tob_order_id
+        for os_ in ls.orders:
+            if tob is not None and os_.order_id == tob:
+                self.core.place_tob_entry(os_.order_id, side, ls.price, os_.size, os_.arrival)
+            elif self.core.orders.get(os_.order_id) != NULL:
+                raise StateError(
+                    f"order {os_.order_id} is listed twice (level {ls.price}, side {self._text(side)})"
+                )
+            else:
+                self.core.place(os_.order_id, side, ls.price, os_.size, os_.arrival)
+
+    cdef _load_dedup(self, ds):
+        cdef Core* c = self.core
+        cdef Channel* ch
+        c.ts_high = _ts_c(ds.ts_high)
+        c.last_clear_ts = _ts_c(ds.last_clear_ts)
+        c.snapshot_open = ds.snapshot_open
+        c.after_clear = ds.after_clear
+        for cs in ds.channels:
+            ch = c.reset_channel(cs.channel_id)
+            ch.seq = cs.seq
+            ch.cursor = cs.cursor
+            for fp in cs.group:
+                ch.group.push_back(self._fp(fp))
+            if cs.last_fp is not None:
+                ch.has_last = True
+                ch.last_fp = self._fp(cs.last_fp)
+            ch.rebuild_starts()
+
+    cdef Fp _fp(self, fp) except *:
+        cdef Fp f
+        action, side, f.price, f.size, f.oid, f.flags, f.ts_recv, f.ts_event = fp
+        f.action = self._code(action)
+        f.side = self._code(side)
+        return f
+
+
+cdef class _BboTrack:
+    """Appends (index, bid, ask) to a list at the consistency points where the BBO changed."""
+
+    cdef Book book
+    cdef list out
+    cdef object bid, ask
+    cdef bint first
+
+    def __cinit__(self, Book book, list out):
+        self.book = book
+        self.out = out
+        self.first = True
+
+    cdef point(self, Py_ssize_t index):
+        bid, ask = self.book._bid_level(), self.book._ask_level()
+        if self.first or bid is not self.bid or ask is not self.ask:
+            if self.first or bid != self.bid or ask != self.ask:
+                self.out.append((index, bid, ask))
+            self.first = False
+            self.bid, self.ask = bid, ask
+
+
+cdef inline bint _same_level(object cached, Level_* lv):
+    cdef int64_t count = lv.count - (lv.tob != NULL)
+    return cached.price == lv.price and cached.size == lv.total and cached.count == count
+
+
+cdef inline object _level(Level_* lv):
+    return Level(lv.price, lv.total, lv.count - (lv.tob != NULL))
+
+
+cdef inline void _read_mbo(const uint8_t* p, Rec* r) noexcept nogil:
+    """A DBN MBO record (header 16 bytes, then order_id, price, size, flags, channel_id, action, side, ts_recv,
+    ts_in_delta, sequence) as a Rec."""
+    cdef uint32_t u32
+    memcpy(&r.ts_event, p + 8, 8)
+    memcpy(&r.oid, p + 16, 8)
+    memcpy(&r.price, p + 24, 8)
+    memcpy(&u32, p + 32, 4)
+    r.size = u32
+    r.flags = p[36]
+    r.channel = p[37]
+    r.action = p[38]
+    r.side = p[39]
+    memcpy(&r.ts_recv, p + 40, 8)
+    memcpy(&u32, p + 52, 4)
+    r.sequence = u32
+
+
+cdef int _set_stat(Stats* c, str name, value) except -1:
+    if name == "crossed_now":
+        c.crossed_now = value
+        return 0
+    cdef int64_t v = value
+    if name == "records": c.records = v
+    elif name == "duplicates_skipped": c.duplicates_skipped = v
+    elif name == "bad_records": c.bad_records = v
+    elif name == "unknown_cancels": c.unknown_cancels = v
+    elif name == "unknown_modifies": c.unknown_modifies = v
+    elif name == "over_cancels": c.over_cancels = v
+    elif name == "duplicate_adds": c.duplicate_adds = v
+    elif name == "maybe_bad_book": c.maybe_bad_book = v
+    elif name == "clears": c.clears = v
+    elif name == "snapshots": c.snapshots = v
+    elif name == "tob_updates": c.tob_updates = v
+    elif name == "consistency_points": c.consistency_points = v
+    elif name == "crossings": c.crossings = v
+    elif name == "locked": c.locked = v
+    elif name == "synthetic_fills": c.synthetic_fills = v
+    elif name == "stale_dropped": c.stale_dropped = v
+    elif name == "trades_dropped": c.trades_dropped = v
+    else:
+        raise AttributeError(name)
+    return 0
