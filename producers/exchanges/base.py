@@ -73,7 +73,7 @@ class VenueStats:
 class Venue(ABC):
     """One exchange's wire format, subscriptions and book integrity rules."""
 
-    name: ClassVar[str]
+    name: str  # the venue's name; an instance may carry its own (a second connection: "binance#2")
     url: ClassVar[str]  # the venue's public WebSocket endpoint (never contacted by tests)
     rest_url: ClassVar[str] = ""  # REST base for depth snapshots, when the venue needs one
     default_symbols: ClassVar[tuple[str, ...]] = ()
@@ -83,7 +83,9 @@ class Venue(ABC):
     book_marker: ClassVar[bytes] = b""  # bytes found in a sequenced book update frame (the fake's "gap")
     checksum_field: ClassVar[bytes] = b""  # JSON key prefix of the checksum (the fake's "bad-checksum")
 
-    def __init__(self, symbols: Sequence[str] = ()) -> None:
+    def __init__(self, symbols: Sequence[str] = (), label: str | None = None) -> None:
+        if label:
+            self.name = label
         self.symbols: tuple[str, ...] = tuple(symbols) or self.default_symbols
         self.stats = VenueStats()
         self.books: dict[str, L2Book] = {}

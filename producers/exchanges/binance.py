@@ -15,6 +15,7 @@ Sizes are absolute; size 0 removes the level (removing an unknown level is norma
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -105,8 +106,8 @@ class BinanceSpot(Venue):
     book_marker = b'"depthUpdate"'
     futures: ClassVar[bool] = False
 
-    def __init__(self, symbols: tuple[str, ...] | list[str] = ()) -> None:
-        super().__init__(symbols)
+    def __init__(self, symbols: Sequence[str] = (), label: str | None = None) -> None:
+        super().__init__(symbols, label)
         self._buffer: dict[str, deque[tuple[DepthUpdate, int]]] = {}
         self._first: dict[str, bool] = {}
 

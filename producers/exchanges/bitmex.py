@@ -8,6 +8,7 @@ gap, and the connection re-established (a new ``partial``). Prices are JSON numb
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 import msgspec
@@ -77,8 +78,8 @@ class Bitmex(Venue):
     captures = (("bitmex/BITMEX.ws.1.0",),)
     book_marker = b'"table":"orderBookL2","action":"update"'
 
-    def __init__(self, symbols: tuple[str, ...] | list[str] = ()) -> None:
-        super().__init__(symbols)
+    def __init__(self, symbols: Sequence[str] = (), label: str | None = None) -> None:
+        super().__init__(symbols, label)
         self._ids: dict[str, dict[int, Side]] = {}
 
     def subscribe_messages(self) -> list[str]:

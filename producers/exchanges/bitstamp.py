@@ -11,6 +11,7 @@ the book.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import msgspec
@@ -66,8 +67,8 @@ class Bitstamp(Venue):
     resync_how = "snapshot"
     book_marker = b'"event":"data"'
 
-    def __init__(self, symbols: tuple[str, ...] | list[str] = ()) -> None:
-        super().__init__(symbols)
+    def __init__(self, symbols: Sequence[str] = (), label: str | None = None) -> None:
+        super().__init__(symbols, label)
         self._buffer: dict[str, deque[tuple[BookDiff, int]]] = {}
         self._first: dict[str, bool] = {}  # no diff applied since the snapshot: older diffs are stale, not gaps
 

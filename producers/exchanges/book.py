@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sortedcontainers import SortedDict
 
+from producers.exchanges.fixed import _cache as fixed_memo
 from producers.exchanges.fixed import fx
 from topics.records import L2Level
 
@@ -109,9 +110,16 @@ class L2Book:
 
 def _apply_side(side: SortedDict, rows: list[list[str]], sign: int) -> list[L2Level]:
     out: list[L2Level] = []
-    append, has = out.append, side.__contains__
+    append, has, memo = out.append, side.__contains__, fixed_memo.get
     for row in rows:
-        price, size = fx(row[0], "price"), fx(row[1], "size")
+        text = row[0]
+        price = memo(text)
+        if price is None:
+            price = fx(text, "price")
+        text = row[1]
+        size = memo(text)
+        if size is None:
+            size = fx(text, "size")
         key = sign * price
         if size:
             if has(key):

@@ -11,6 +11,8 @@ book, is counted as a gap, and the connection is re-established (a fresh snapsho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from producers.exchanges.base import Record, Venue
@@ -90,8 +92,8 @@ class Bybit(Venue):
     quotes_from_book = True
     book_marker = b'"type":"delta"'
 
-    def __init__(self, symbols: tuple[str, ...] | list[str] = ()) -> None:
-        super().__init__(symbols)
+    def __init__(self, symbols: Sequence[str] = (), label: str | None = None) -> None:
+        super().__init__(symbols, label)
         self._cross_seq: dict[str, int] = {}
 
     def subscribe_messages(self) -> list[str]:

@@ -32,7 +32,8 @@ def _add_ingest(subparsers: Any, conf: settings.Settings) -> None:
         description="Connect to venues' WebSockets, check their book sequence/checksum rules, publish normalized "
         "ticks to ticks.trades, ticks.quotes and ticks.book keyed venue:symbol.",
     )
-    p.add_argument("--venues", required=True, help=f"comma-separated, from: {', '.join(VENUES)}")
+    p.add_argument("--venues", required=True,
+                   help=f"comma-separated, from: {', '.join(VENUES)} (VENUE#N: one more connection to VENUE)")
     p.add_argument("--symbols", action="append", default=[], metavar="[VENUE=]SYM,SYM",
                    help="symbols for every venue, or for one venue with VENUE=; repeatable (default: each venue's)")
     p.add_argument("--endpoint-override", action="append", default=[], metavar="VENUE=ws://127.0.0.1:PORT",
@@ -71,7 +72,7 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name or not value:
             raise ExchangeError(f"{what}: expected VENUE=VALUE, got {item!r}")
-        venue_class(name)
+        venue_class(name.partition("#")[0])
         out[name] = value
     return out
 
@@ -82,7 +83,7 @@ def _symbols(items: list[str]) -> dict[str, list[str]]:
         name, sep, rest = item.partition("=")
         venue, text = (name, rest) if sep else ("*", item)
         if venue != "*":
-            venue_class(venue)
+            venue_class(venue.partition("#")[0])
         out.setdefault(venue, []).extend(s for s in text.split(",") if s)
     return out
 
@@ -90,7 +91,7 @@ def _symbols(items: list[str]) -> dict[str, list[str]]:
 def cmd_ingest(args: argparse.Namespace) -> int:
     venues = [v for v in args.venues.split(",") if v]
     for v in venues:
-        venue_class(v)
+        venue_class(v.partition("#")[0])
     config = IngestConfig(
         venues=venues, bootstrap=args.bootstrap, symbols=_symbols(args.symbols),
         endpoints=_pairs(args.endpoint_override, "--endpoint-override"), live=args.live,

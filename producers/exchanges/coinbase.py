@@ -11,6 +11,8 @@ no sizes).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from producers.exchanges.base import Record, Venue, levels
@@ -80,8 +82,8 @@ class Coinbase(Venue):
     quotes_from_book = True
     book_marker = b'"type":"match"'
 
-    def __init__(self, symbols: tuple[str, ...] | list[str] = ()) -> None:
-        super().__init__(symbols)
+    def __init__(self, symbols: Sequence[str] = (), label: str | None = None) -> None:
+        super().__init__(symbols, label)
         self._seq: dict[tuple[str, str], int] = {}  # (channel, product) -> last sequence
 
     def subscribe_messages(self) -> list[str]:

@@ -27,6 +27,7 @@ from producers.exchanges.base import Record, Resync, Venue
 
 logger = logging.getLogger(__name__)
 TEXT, BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+YIELD_EVERY = 64  # frames handled before giving the event loop to the other tasks
 
 Sink = Callable[[list[Record]], object]
 
@@ -136,8 +137,12 @@ class Connector:
         self._silent = False
         watchdog = asyncio.create_task(self._watchdog(ws))
         closer = asyncio.create_task(_close_when(stop, ws))
+        n = 0
         try:
             while not stop.is_set():
+                n += 1
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a buffered backlog never awaits: let the publisher and other venues run
                 msg = await ws.receive()
                 ts_recv = time.time_ns()
                 if msg.type is not TEXT and msg.type is not BINARY:

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class IngestConfig:
-    venues: Sequence[str]
+    venues: Sequence[str]  # venue names; "VENUE#N" opens another connection to VENUE under that name
     bootstrap: str
     symbols: Mapping[str, Sequence[str]] = field(default_factory=dict)  # venue -> symbols ("*": every venue)
     endpoints: Mapping[str, str] = field(default_factory=dict)  # venue -> ws:// override
@@ -69,9 +69,9 @@ class Ingest:
         self.config = config
         self.venues: list[Venue] = []
         for name in config.venues:
-            cls = venue_class(name)
-            symbols = config.symbols.get(name) or config.symbols.get("*") or ()
-            self.venues.append(cls(list(symbols)))
+            cls = venue_class(name.partition("#")[0])  # "okx#2": a second connection to okx, named okx#2
+            symbols = config.symbols.get(name) or config.symbols.get(cls.name) or config.symbols.get("*") or ()
+            self.venues.append(cls(list(symbols), label=name))
         self.stats = {v.name: v.stats for v in self.venues}
         self.latency = LatencyHistogram(keep_samples=config.keep_latency_samples)
         self.queue = DropQueue(config.queue_max, config.queue_policy, self._dropped)

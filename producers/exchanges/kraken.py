@@ -13,6 +13,7 @@ resets the book and the connection is re-established (a fresh snapshot per pair)
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -76,8 +77,8 @@ class Kraken(Venue):
     checksum_field = b'"c":"'
     depth = 1000
 
-    def __init__(self, symbols: tuple[str, ...] | list[str] = ()) -> None:
-        super().__init__(symbols)
+    def __init__(self, symbols: Sequence[str] = (), label: str | None = None) -> None:
+        super().__init__(symbols, label)
         self._decimals: dict[str, tuple[int, int]] = {}
 
     def subscribe_messages(self) -> list[str]:

@@ -11,6 +11,7 @@ book and the connection is re-established for a fresh snapshot.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 
 import msgspec
 
@@ -105,8 +106,8 @@ class Okx(Venue):
     book_marker = b'"action":"update"'
     checksum_field = b'"checksum":'
 
-    def __init__(self, symbols: tuple[str, ...] | list[str] = ()) -> None:
-        super().__init__(symbols)
+    def __init__(self, symbols: Sequence[str] = (), label: str | None = None) -> None:
+        super().__init__(symbols, label)
         self._seq: dict[str, int] = {}
 
     def subscribe_messages(self) -> list[str]:

@@ -1,7 +1,8 @@
 """Publishing normalized ticks to Kafka with confluent-kafka: idempotent, lz4, keyed ``venue:symbol``.
 
 TradeTick -> ``ticks.trades``, QuoteTick -> ``ticks.quotes``, L2Update -> ``ticks.book`` (see :mod:`topics.catalog`).
-Receipt-to-Kafka latency (our ``ts_recv`` to the broker's acknowledgement) is observed on delivery.
+Each Kafka record's timestamp is our receipt time ``ts_recv`` (ms); receipt-to-Kafka latency (that timestamp to the
+broker's acknowledgement) is observed on delivery, at millisecond resolution.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import bisect
 import logging
 import time
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any
 
 import msgspec
@@ -67,7 +67,8 @@ def producer_config(bootstrap: str, extra: Mapping[str, Any] | None = None) -> d
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "lz4",
-        "linger.ms": 5,
+        "linger.ms": 20,
+        "batch.size": 1_000_000,
         "batch.num.messages": 10_000,
         "queue.buffering.max.messages": 500_000,
         "queue.buffering.max.kbytes": 512 * 1024,
@@ -85,7 +86,9 @@ class KafkaPublisher:
         extra_config: Mapping[str, Any] | None = None, clock: Callable[[], int] = time.time_ns,
         topics: Mapping[str, str] | None = None,
     ) -> None:
-        self._producer = Producer(producer_config(bootstrap, extra_config))
+        # one delivery callback for every message (cheaper than a closure per message); the Kafka timestamp of
+        # each record is our receipt time (ms), so the callback measures receipt-to-acknowledgement from it
+        self._producer = Producer({**producer_config(bootstrap, extra_config), "on_delivery": self._delivered})
         names = {**{t.__name__: name for t, name in TOPIC_OF.items()}, **(topics or {})}
         self._topic_of = {t: names[t.__name__] for t in TOPIC_OF}  # record type -> topic (tests rename them)
         self._stats = stats
@@ -103,21 +106,21 @@ class KafkaPublisher:
             key = self._keys[k] = f"{r.venue}:{r.symbol}".encode()
         return key
 
-    def _delivered(self, ts_recv: int, err: KafkaError | None, msg: Message) -> None:
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         self.in_flight -= 1
         if err is not None:
             self.errors += 1
             _ratelimited.warning("delivery", time.monotonic(), "delivery to %s failed: %s", msg.topic(), err)
             return
-        self.latency.observe((self._clock() - ts_recv) / 1e9)
+        self.latency.observe((self._clock() // 1_000_000 - msg.timestamp()[1]) / 1e3)
 
     def publish(self, batch: list[Record]) -> None:
         """Hand ``batch`` to librdkafka; raises ``BufferError`` (with the unsent tail kept) when its queue is full."""
         produce, encode, stats = self._producer.produce, self._encode, self._stats
-        delivered, topic_of = self._delivered, self._topic_of
+        topic_of = self._topic_of
         for i, r in enumerate(batch):
             try:
-                produce(topic_of[type(r)], encode(r), self._key(r), on_delivery=partial(delivered, r.ts_recv))
+                produce(topic_of[type(r)], encode(r), self._key(r), timestamp=r.ts_recv // 1_000_000)
             except BufferError:
                 del batch[:i]
                 raise
@@ -125,18 +128,30 @@ class KafkaPublisher:
             stats[r.venue].published += 1
         self._producer.poll(0)
 
-    async def run(self, queue: DropQueue, stop: asyncio.Event, batch_size: int = 2_000) -> None:
-        """Publish until ``stop`` is set and the queue is empty."""
-        while not (stop.is_set() and not len(queue)):
-            batch = await queue.get_batch(batch_size, timeout=0.05)
-            while batch:
-                try:
-                    self.publish(batch)
-                    batch = []
-                except BufferError:
-                    self._producer.poll(0)
-                    await asyncio.sleep(0.005)  # librdkafka's queue is full: let it drain, the DropQueue absorbs
-            self._producer.poll(0)
+    async def run(self, queue: DropQueue, stop: asyncio.Event, batch_size: int = 5_000) -> None:
+        """Publish until ``stop`` is set and the queue is empty; deliveries are served every few ms meanwhile."""
+        poller = asyncio.create_task(self._serve_deliveries(stop))
+        waker = asyncio.create_task(_wake_on(stop, queue))
+        try:
+            while not (stop.is_set() and not len(queue)):
+                batch = await queue.get_batch(batch_size)
+                while batch:
+                    try:
+                        self.publish(batch)
+                        batch = []
+                    except BufferError:
+                        self._producer.poll(0)
+                        await asyncio.sleep(0.005)  # librdkafka's queue is full: let it drain, the DropQueue absorbs
+                await asyncio.sleep(0)  # let the sockets fill the next batch
+        finally:
+            poller.cancel()
+            waker.cancel()
+
+    async def _serve_deliveries(self, stop: asyncio.Event, period_s: float = 0.005) -> None:
+        poll = self._producer.poll
+        while not stop.is_set():
+            poll(0)
+            await asyncio.sleep(period_s)
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait for outstanding deliveries; returns how many are still undelivered."""
@@ -144,3 +159,8 @@ class KafkaPublisher:
         if remaining:
             raise ExchangeError(f"{remaining} messages not delivered to Kafka within {timeout}s")
         return remaining
+
+
+async def _wake_on(stop: asyncio.Event, queue: DropQueue) -> None:
+    await stop.wait()
+    queue.wake()

@@ -66,11 +66,12 @@ class DropQueue:
             self._ready.clear()
         return batch
 
-    async def get_batch(self, max_n: int, timeout: float | None = None) -> list[Record]:
-        """Up to ``max_n`` records, waiting (at most ``timeout`` s) for the first one."""
+    async def get_batch(self, max_n: int) -> list[Record]:
+        """Up to ``max_n`` records, waiting for the first one (an empty list after :meth:`wake`)."""
         if not self._items:
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except TimeoutError:
-                return []
+            await self._ready.wait()
         return self.get_nowait(max_n)
+
+    def wake(self) -> None:
+        """Release a waiting :meth:`get_batch` (shutdown)."""
+        self._ready.set()

@@ -1,0 +1,194 @@
+"""Exchange ingest throughput: ten concurrent fake-exchange feeds -> ``Ingest`` -> Kafka; print the figures.
+
+    python bench/ingest.py                          # broker of ORDERFLOW_* settings (orderflow stack up)
+    python bench/ingest.py --start-stack            # a throw-away local stack (Kafka on loopback)
+    python bench/ingest.py --speed 20               # paced: each feed at 20x its recorded pace (latency)
+    python bench/ingest.py --venue okx --feeds 4    # other captures
+    python bench/ingest.py --no-kafka               # sockets + parsing + books only
+
+The fake exchanges run in a child process (their CPU is not counted); the ingest pipeline (sockets, parsing,
+books, queue, confluent-kafka with its librdkafka threads) runs in this process, whose CPU time
+(``time.process_time``, all threads) is reported against the wall time from the first frame received to the
+last delivery acknowledged. Latency is our receipt time (``ts_recv``) to the broker's acknowledgement, per record.
+Ticks are every record published: trades, quotes and L2 book updates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from producers.exchanges import venue_class
+from producers.exchanges.fake import FakeConfig, FakeExchange
+from producers.exchanges.ingest import Ingest, IngestConfig
+from producers.exchanges.replay import load, replay
+from topics import settings
+
+ONE_SYMBOL = {("binance", 0): ["BTCUSDT"], ("binance_futures", 0): ["BTCUSDT"]}
+
+
+def serve_fakes(venue: str, capture: int, data: Path, count: int, speed: float, ports: Any, ready: Any) -> None:
+    """Child process: ``count`` fake exchanges of one capture on free loopback ports, until terminated."""
+    logging.basicConfig(level=logging.WARNING)
+
+    async def main() -> None:
+        cls = venue_class(venue)
+        frames = load(cls, data, capture)
+        fakes = [FakeExchange(cls, frames, FakeConfig(speed=speed)) for _ in range(count)]
+        for f in fakes:
+            ports.append(await f.start(0))
+        ready.set()
+        await asyncio.Event().wait()
+
+    import uvloop
+
+    uvloop.run(main())
+
+
+def expected_records(venue: str, capture: int, data: Path) -> int:
+    cls = venue_class(venue)
+    symbols = ONE_SYMBOL.get((venue, capture), [])
+    return len(replay(cls(symbols), load(cls, data, capture), default_symbol=symbols[0] if symbols else None))
+
+
+def make_topics(bootstrap: str, partitions: int) -> dict[str, str]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    suffix = f"{os.getpid()}-{int(time.time())}"
+    topics = {kind: f"bench.ingest.{kind.lower()}.{suffix}" for kind in ("TradeTick", "QuoteTick", "L2Update")}
+    futures = admin.create_topics([NewTopic(t, partitions, 1) for t in topics.values()])
+    for f in futures.values():
+        f.result(30)
+    return topics
+
+
+def drop_topics(bootstrap: str, topics: dict[str, str]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.delete_topics(list(topics.values())).values():
+        f.result(30)
+
+
+async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, str], total: int) -> dict[str, Any]:
+    names = [f"{args.venue}#{i}" for i in range(len(ports))]  # one connection (and stats, keys) per feed
+    symbols = ONE_SYMBOL.get((args.venue, args.capture), [])
+    config = IngestConfig(
+        venues=names, bootstrap=args.bootstrap, symbols={args.venue: symbols} if symbols else {},
+        endpoints={n: f"ws://127.0.0.1:{p}/ws" for n, p in zip(names, ports, strict=True)},
+        queue_max=args.queue_size, topics=topics, keep_latency_samples=True, watchdog_s=60.0,
+        kafka={"linger.ms": args.linger_ms} if args.linger_ms is not None else {},
+    )
+    ingest = Ingest(config)
+    if args.no_kafka:
+        ingest.publisher.publish = null_publish(ingest)  # type: ignore[method-assign]
+    task = asyncio.create_task(ingest.run())
+    while sum(v.stats.messages for v in ingest.venues) == 0:
+        await asyncio.sleep(0.001)
+    wall0, cpu0, ru0 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
+    deadline = wall0 + args.max_seconds
+    while ingest.latency.count < total and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    ingest.stop()
+    await task
+    st = [v.stats for v in ingest.venues]
+    return {
+        "wall_s": wall, "cpu_s": cpu, "user_s": ru.ru_utime - ru0.ru_utime, "sys_s": ru.ru_stime - ru0.ru_stime,
+        "acked": ingest.latency.count, "expected": total, "messages": sum(s.messages for s in st),
+        "trades": sum(s.trades for s in st), "quotes": sum(s.quotes for s in st),
+        "books": sum(s.book_updates for s in st), "drops": ingest.queue.dropped,
+        "p50_ms": ingest.latency.quantile(0.50) * 1e3, "p99_ms": ingest.latency.quantile(0.99) * 1e3,
+        "max_ms": max(ingest.latency.samples or [0.0]) * 1e3, "gaps": sum(s.gaps for s in st),
+    }
+
+
+def null_publish(ingest: Ingest) -> Any:
+    """``--no-kafka``: count each record as published and acknowledged at once (sockets + parsing + books only)."""
+    observe, stats = ingest.latency.observe, ingest.stats
+
+    def publish(batch: list[Any]) -> None:
+        now = time.time_ns()
+        for r in batch:
+            stats[r.venue].published += 1
+            observe((now - r.ts_recv) / 1e9)
+
+    return publish
+
+
+def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    ticks = r["acked"]
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
+          f"{platform.python_version()}, {platform.platform()}")
+    print(f"feeds: {args.feeds} x {args.venue} capture {args.capture}, speed {args.speed or 'max'}"
+          f"{', no Kafka (records counted, not produced)' if args.no_kafka else ''}")
+    print(f"ticks acked by Kafka: {ticks:,} of {r['expected']:,} (trades {r['trades']:,}, quotes {r['quotes']:,}, "
+          f"book updates {r['books']:,}); frames {r['messages']:,}; queue drops {r['drops']:,}; gaps {r['gaps']}")
+    print(f"wall {r['wall_s']:.2f} s, CPU {r['cpu_s']:.2f} s (user {r['user_s']:.2f}, sys {r['sys_s']:.2f}) "
+          f"= {r['cpu_s'] / r['wall_s']:.2f} cores")
+    print(f"throughput: {ticks / r['wall_s']:,.0f} ticks/s; {ticks / r['cpu_s']:,.0f} ticks per CPU-second")
+    print(f"receipt-to-Kafka latency: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms")
+
+
+def main() -> int:
+    conf = settings.load()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bootstrap", default=conf.bootstrap_servers)
+    p.add_argument("--start-stack", action="store_true", help="start a throw-away local stack for the run")
+    p.add_argument("--venue", default="binance_futures")
+    p.add_argument("--capture", type=int, default=0)
+    p.add_argument("--feeds", type=int, default=10)
+    p.add_argument("--speed", type=float, default=0.0, help="recorded pace multiplier per feed; 0 = max")
+    p.add_argument("--queue-size", type=int, default=2_000_000)
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--max-seconds", type=float, default=300.0)
+    p.add_argument("--data", type=Path, default=conf.exchange_data)
+    p.add_argument("--linger-ms", type=float, help="librdkafka linger.ms (default: the publisher's)")
+    p.add_argument("--no-kafka", action="store_true", help="count records instead of producing them")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    local = None
+    if args.start_stack:
+        from ops.stack.testing import start_local_stack
+
+        local = start_local_stack()
+        args.bootstrap = local.bootstrap_servers
+    ctx = mp.get_context("spawn")
+    manager = ctx.Manager()
+    ports, ready = manager.list(), manager.Event()
+    child = ctx.Process(target=serve_fakes, args=(
+        args.venue, args.capture, args.data, args.feeds, args.speed, ports, ready), daemon=True)
+    child.start()
+    topics: dict[str, str] = {}
+    try:
+        total = expected_records(args.venue, args.capture, args.data) * args.feeds
+        ready.wait(120)
+        topics = {} if args.no_kafka else make_topics(args.bootstrap, args.partitions)
+        import uvloop
+
+        result = uvloop.run(measure(args, list(ports), topics, total))
+        report(args, result)
+    finally:
+        child.terminate()
+        if topics:
+            drop_topics(args.bootstrap, topics)
+        if local is not None:
+            from ops.stack.testing import stop_local_stack
+
+            stop_local_stack(local)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
