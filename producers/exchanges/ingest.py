@@ -72,6 +72,9 @@ class Ingest:
             cls = venue_class(name.partition("#")[0])  # "okx#2": a second connection to okx, named okx#2
             symbols = config.symbols.get(name) or config.symbols.get(cls.name) or config.symbols.get("*") or ()
             self.venues.append(cls(list(symbols), label=name))
+        self.endpoints = {  # resolved up front: a missing endpoint fails before anything starts
+            v.name: endpoints_for(type(v), config.endpoints.get(v.name), config.live) for v in self.venues
+        }
         self.stats = {v.name: v.stats for v in self.venues}
         self.latency = LatencyHistogram(keep_samples=config.keep_latency_samples)
         self.queue = DropQueue(config.queue_max, config.queue_policy, self._dropped)
@@ -92,7 +95,7 @@ class Ingest:
         cfg = self.config
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10)) as session:
             self.connectors = [
-                Connector(v, *endpoints_for(type(v), cfg.endpoints.get(v.name), cfg.live), self._sink, session,
+                Connector(v, *self.endpoints[v.name], self._sink, session,
                           watchdog_s=cfg.watchdog_s, backoff=cfg.backoff)
                 for v in self.venues
             ]
