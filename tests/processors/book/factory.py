@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
+from typing import Any
 
 from processors.book import Book
 from topics.records import F_LAST, MboRecord
 
 PUB, INST = 1, 42
 TICK = 250_000_000  # 0.25 in 1e-9 fixed point
+ENGINE: Any = Book  # the engine new_book() builds; the book_cls fixture (conftest.py) sets it
 
 
 def px(ticks: int) -> int:
@@ -52,4 +54,5 @@ def feed(book: Book, records: Iterable[MboRecord]) -> list[bool]:
 
 
 def new_book(policy: str = "keep") -> Book:
-    return Book(PUB, INST, policy)
+    book: Book = ENGINE(PUB, INST, policy)
+    return book

@@ -7,7 +7,7 @@ import pytest
 from tests.processors.book.factory import INST, PUB, Feed, feed, new_book, px
 from topics.records import F_LAST, F_TOB, BookTrade, Level
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("book_cls")]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from processors.book import Book
 from tests.processors.book.factory import Feed, feed, new_book, px
 from topics.records import F_BAD_TS_RECV, F_LAST, F_SNAPSHOT, UNDEF_PRICE, MboRecord
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("book_cls")]
 
 SNAP = F_SNAPSHOT | F_BAD_TS_RECV
 

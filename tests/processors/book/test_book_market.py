@@ -12,16 +12,16 @@ from tests.processors.book import bookdata as bd
 from tests.processors.book.factory import PUB, Feed, px
 from topics.records import F_LAST, Level, MboFrame, MboRecord
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("book_cls")]
 
 
 def other_instrument(rec: MboRecord, instrument_id: int) -> MboRecord:
     return msgspec.structs.replace(rec, instrument_id=instrument_id)
 
 
-def test_records_go_to_the_book_of_their_instrument() -> None:
+def test_records_go_to_the_book_of_their_instrument(book_cls: type[Book]) -> None:
     f = Feed()
-    market = Market()
+    market = Market(book_cls=book_cls)
 
     market.apply(f.add("B", px(0), 1, 1))
     market.apply(other_instrument(f.add("A", px(3), 2, 2), 77))
@@ -32,11 +32,11 @@ def test_records_go_to_the_book_of_their_instrument() -> None:
     assert market.book(PUB, 999) is None
 
 
-def test_apply_frame_reports_consistency_points_while_the_book_is_in_that_state() -> None:
+def test_apply_frame_reports_consistency_points_while_the_book_is_in_that_state(book_cls: type[Book]) -> None:
     f = Feed()
     records = [f.add("B", px(0), 1, 1, flags=0), f.add("B", px(1), 1, 2), f.cancel("B", px(1), 1, 2)]
     frame = MboFrame.from_records(records)
-    market = Market()
+    market = Market(book_cls=book_cls)
     seen: list[tuple[int, Level | None]] = []
 
     points = market.apply_frame(frame, on_point=lambda book, i: seen.append((i, book.bbo()[0])))
@@ -47,10 +47,10 @@ def test_apply_frame_reports_consistency_points_while_the_book_is_in_that_state(
 
 
 def test_apply_frame_equals_record_by_record_on_a_real_day(caplog: pytest.LogCaptureFixture,
-                                                            shared_data: object) -> None:
+                                                            shared_data: object, book_cls: type[Book]) -> None:
     caplog.set_level(logging.ERROR, logger="processors.book")
     records = bd.mbo_records(bd.ESH4_1225)
-    by_record, by_frame = Market(), Market()
+    by_record, by_frame = Market(book_cls=book_cls), Market(book_cls=book_cls)
     for r in records:
         by_record.apply(r)
 
@@ -65,16 +65,17 @@ def test_apply_frame_equals_record_by_record_on_a_real_day(caplog: pytest.LogCap
     assert points == next(iter(by_record)).stats.consistency_points
 
 
-def test_market_state_round_trip() -> None:
+def test_market_state_round_trip(book_cls: type[Book]) -> None:
     f = Feed()
-    market = Market("match")
+    market = Market("match", book_cls=book_cls)
     market.apply(f.add("B", px(0), 1, 1))
     market.apply(other_instrument(f.add("A", px(3), 2, 2), 77))
 
-    restored = Market.from_state(msgspec.json.decode(msgspec.json.encode(market.to_state()), type=MarketState))
+    restored = Market.from_state(msgspec.json.decode(msgspec.json.encode(market.to_state()), type=MarketState),
+                                 book_cls=book_cls)
 
     assert restored.to_state() == market.to_state()
-    assert all(isinstance(b, Book) and b.crossed_policy == "match" for b in restored)
+    assert all(isinstance(b, book_cls) and b.crossed_policy == "match" for b in restored)
 
 
 def test_market_refuses_an_unknown_policy() -> None:

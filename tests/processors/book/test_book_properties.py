@@ -131,8 +131,8 @@ def assert_same_book(book: Book, model: NaiveBook) -> None:
 
 @PROPS
 @given(streams())
-def test_book_equals_the_naive_model_after_every_record(stream: Stream) -> None:
-    book, model = Book(PUB, INST), NaiveBook()
+def test_book_equals_the_naive_model_after_every_record(book_cls: type[Book], stream: Stream) -> None:
+    book, model = book_cls(PUB, INST), NaiveBook()
 
     for rec, is_replay in stream.items:
         book.apply(rec)
@@ -146,14 +146,14 @@ def test_book_equals_the_naive_model_after_every_record(stream: Stream) -> None:
 
 @PROPS
 @given(streams(), st.data())
-def test_state_round_trip_gives_an_identical_book(stream: Stream, data: st.DataObject) -> None:
+def test_state_round_trip_gives_an_identical_book(book_cls: type[Book], stream: Stream, data: st.DataObject) -> None:
     cut = data.draw(st.integers(0, len(stream.items)))
-    original = Book(PUB, INST)
+    original = book_cls(PUB, INST)
     for rec, _ in stream.items[:cut]:
         original.apply(rec)
 
     encoded = msgspec.json.encode(original.to_state())
-    restored = Book.from_state(msgspec.json.decode(encoded, type=BookState))
+    restored = book_cls.from_state(msgspec.json.decode(encoded, type=BookState))
 
     assert restored.to_state() == original.to_state()
     for rec, _ in stream.items[cut:]:
@@ -174,8 +174,8 @@ def add_records(draws: list[tuple[str, int, int, bool]]) -> list[MboRecord]:
 
 @PROPS
 @given(adds)
-def test_match_policy_equals_continuous_matching_at_every_consistency_point(draws: list) -> None:
-    book, engine = Book(PUB, INST, "match"), NaiveMatcher()
+def test_match_policy_equals_continuous_matching_at_every_consistency_point(book_cls: type[Book], draws: list) -> None:
+    book, engine = book_cls(PUB, INST, "match"), NaiveMatcher()
 
     for rec in add_records(draws):
         engine.add(rec.side, rec.price, rec.size, rec.order_id)
@@ -189,8 +189,8 @@ def test_match_policy_equals_continuous_matching_at_every_consistency_point(draw
 
 @PROPS
 @given(adds)
-def test_drop_stale_policy_equals_its_definition_at_every_consistency_point(draws: list) -> None:
-    book, model = Book(PUB, INST, "drop-stale"), NaiveBook()
+def test_drop_stale_policy_equals_its_definition_at_every_consistency_point(book_cls: type[Book], draws: list) -> None:
+    book, model = book_cls(PUB, INST, "drop-stale"), NaiveBook()
 
     for rec in add_records(draws):
         model.apply(rec)
@@ -203,8 +203,8 @@ def test_drop_stale_policy_equals_its_definition_at_every_consistency_point(draw
 @pytest.mark.slow
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(streams(max_ops=200))
-def test_book_equals_the_naive_model_on_long_streams(stream: Stream) -> None:
-    book, model = Book(PUB, INST), NaiveBook()
+def test_book_equals_the_naive_model_on_long_streams(book_cls: type[Book], stream: Stream) -> None:
+    book, model = book_cls(PUB, INST), NaiveBook()
 
     for rec, is_replay in stream.items:
         book.apply(rec)

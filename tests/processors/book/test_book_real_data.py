@@ -25,10 +25,11 @@ def ns(iso: str) -> int:
     return int(datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
 
 
-def replay(records: tuple[MboRecord, ...], policy: str = "keep") -> tuple[Book, list[tuple[int, bool, bool]]]:
+def replay(book_cls: type[Book], records: tuple[MboRecord, ...],
+           policy: str = "keep") -> tuple[Book, list[tuple[int, bool, bool]]]:
     """Feed one instrument's records; per consistency point (ts_recv, crossed as received, crossed after policy)."""
     first = records[0]
-    book = Book(first.publisher_id, first.instrument_id, policy)
+    book = book_cls(first.publisher_id, first.instrument_id, policy)
     points = [(r.ts_recv, book.stats.crossed_now, book.is_crossed()) for r in records if book.apply(r)]
     return book, points
 
@@ -39,16 +40,16 @@ def px(text: str) -> int:
 
 # ---------------------------------------------------------------- GLBX.MDP3 ESH4, 2023-12-25 (SOURCES.md facts)
 
-def test_esh4_day_ends_with_the_published_book() -> None:
-    book, _ = replay(bd.mbo_records(bd.ESH4_1225))
+def test_esh4_day_ends_with_the_published_book(book_cls: type[Book]) -> None:
+    book, _ = replay(book_cls, bd.mbo_records(bd.ESH4_1225))
 
     bid, ask = book.bbo()
     assert (bid and bid.price, ask and ask.price) == (px("4810.00"), px("4810.25"))
     assert book.order_count == 11_217
 
 
-def test_esh4_day_has_no_unknown_orders_duplicates_or_bad_records() -> None:
-    book, _ = replay(bd.mbo_records(bd.ESH4_1225))
+def test_esh4_day_has_no_unknown_orders_duplicates_or_bad_records(book_cls: type[Book]) -> None:
+    book, _ = replay(book_cls, bd.mbo_records(bd.ESH4_1225))
 
     s = book.stats
     assert (s.unknown_cancels, s.unknown_modifies, s.over_cancels, s.duplicate_adds) == (0, 0, 0, 0)
@@ -57,8 +58,8 @@ def test_esh4_day_has_no_unknown_orders_duplicates_or_bad_records() -> None:
     assert s.snapshots == 1
 
 
-def test_esh4_is_crossed_only_in_the_pre_open_auction_under_keep() -> None:
-    _, points = replay(bd.mbo_records(bd.ESH4_1225), "keep")
+def test_esh4_is_crossed_only_in_the_pre_open_auction_under_keep(book_cls: type[Book]) -> None:
+    _, points = replay(book_cls, bd.mbo_records(bd.ESH4_1225), "keep")
 
     crossed = [ts for ts, was_crossed, _ in points if was_crossed]
     assert len(crossed) == 891  # SOURCES.md: crossed or locked at 891 F_LAST points
@@ -66,27 +67,27 @@ def test_esh4_is_crossed_only_in_the_pre_open_auction_under_keep() -> None:
     assert not any(was_crossed for ts, was_crossed, _ in points if ts >= ns("2023-12-25T23:00:01"))
 
 
-def test_esh4_crossed_points_are_all_strictly_crossed_none_locked() -> None:
-    book, _ = replay(bd.mbo_records(bd.ESH4_1225), "keep")
+def test_esh4_crossed_points_are_all_strictly_crossed_none_locked(book_cls: type[Book]) -> None:
+    book, _ = replay(book_cls, bd.mbo_records(bd.ESH4_1225), "keep")
 
     assert (book.stats.crossings, book.stats.locked) == (891, 0)
     assert not book.is_crossed()
 
 
 @pytest.mark.parametrize("policy", ["match", "drop-stale"])
-def test_esh4_is_never_left_crossed_by_the_uncrossing_policies(policy: str) -> None:
-    book, points = replay(bd.mbo_records(bd.ESH4_1225), policy)
+def test_esh4_is_never_left_crossed_by_the_uncrossing_policies(policy: str, book_cls: type[Book]) -> None:
+    book, points = replay(book_cls, bd.mbo_records(bd.ESH4_1225), policy)
 
     assert not any(crossed_after for _, _, crossed_after in points)
     assert book.stats.crossings > 0
 
 
-def test_esh4_state_round_trip_mid_day_continues_identically() -> None:
+def test_esh4_state_round_trip_mid_day_continues_identically(book_cls: type[Book]) -> None:
     records = bd.mbo_records(bd.ESH4_1225)
     half = len(records) // 2
-    original, _ = replay(records[:half])
+    original, _ = replay(book_cls, records[:half])
 
-    restored = Book.from_state(msgspec.json.decode(msgspec.json.encode(original.to_state()), type=BookState))
+    restored = book_cls.from_state(msgspec.json.decode(msgspec.json.encode(original.to_state()), type=BookState))
     for r in records[half:]:
         assert restored.apply(r) == original.apply(r)
 
@@ -95,9 +96,9 @@ def test_esh4_state_round_trip_mid_day_continues_identically() -> None:
 
 # ---------------------------------------------------------------- GLBX.MDP3 ESM4: R, snapshot, live
 
-def test_esm4_clear_and_snapshot_give_the_13600_order_book() -> None:
+def test_esm4_clear_and_snapshot_give_the_13600_order_book(book_cls: type[Book]) -> None:
     records = bd.mbo_records(bd.ESM4)
-    book = Book(records[0].publisher_id, records[0].instrument_id)
+    book = book_cls(records[0].publisher_id, records[0].instrument_id)
 
     first_point = next(i for i, r in enumerate(records) if book.apply(r))
 
@@ -106,8 +107,8 @@ def test_esm4_clear_and_snapshot_give_the_13600_order_book() -> None:
     assert (book.stats.clears, book.stats.snapshots) == (1, 1)
 
 
-def test_esm4_live_part_applies_without_unknown_orders() -> None:
-    book, _ = replay(bd.mbo_records(bd.ESM4))
+def test_esm4_live_part_applies_without_unknown_orders(book_cls: type[Book]) -> None:
+    book, _ = replay(book_cls, bd.mbo_records(bd.ESM4))
 
     s = book.stats
     assert (s.unknown_cancels, s.unknown_modifies, s.over_cancels, s.duplicates_skipped) == (0, 0, 0, 0)
@@ -127,8 +128,8 @@ def books_only(market: Market) -> list[tuple[object, ...]]:
 
 
 @pytest.mark.parametrize("name", bd.ALL_MBO_FILES)
-def test_real_file_has_no_duplicates(name: str) -> None:
-    market = Market()
+def test_real_file_has_no_duplicates(name: str, book_cls: type[Book]) -> None:
+    market = Market(book_cls=book_cls)
 
     feed_market(market, bd.mbo_records(name))
 
@@ -136,9 +137,9 @@ def test_real_file_has_no_duplicates(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", bd.ALL_MBO_FILES)
-def test_real_file_fed_twice_skips_the_whole_second_pass(name: str) -> None:
+def test_real_file_fed_twice_skips_the_whole_second_pass(name: str, book_cls: type[Book]) -> None:
     records = bd.mbo_records(name)
-    market = Market()
+    market = Market(book_cls=book_cls)
     feed_market(market, records)
     first_pass = books_only(market)
 
@@ -150,8 +151,8 @@ def test_real_file_fed_twice_skips_the_whole_second_pass(name: str) -> None:
 
 # ---------------------------------------------------------------- XNAS.ITCH ARL session (CSV)
 
-def test_arl_session_replays_without_unknown_orders_and_ends_with_six_orders() -> None:
-    book, _ = replay(bd.mbo_records(bd.ARL_CSV))
+def test_arl_session_replays_without_unknown_orders_and_ends_with_six_orders(book_cls: type[Book]) -> None:
+    book, _ = replay(book_cls, bd.mbo_records(bd.ARL_CSV))
 
     s = book.stats
     assert (s.unknown_cancels, s.unknown_modifies, s.over_cancels) == (0, 0, 0)
@@ -182,10 +183,10 @@ def mbp_side(msg: databento_dbn.MBP10Msg, side: str) -> list[Level]:
     return out
 
 
-def test_xnas_mbo_adds_rebuild_each_mbp10_record() -> None:
+def test_xnas_mbo_adds_rebuild_each_mbp10_record(book_cls: type[Book]) -> None:
     mbo = bd.mbo_records("databento-python/XNAS.ITCH/test_data.mbo.dbn.zst")
     snapshots = mbp10("databento-python/XNAS.ITCH/test_data.mbp-10.dbn.zst")
-    book = Book(mbo[0].publisher_id, mbo[0].instrument_id)
+    book = book_cls(mbo[0].publisher_id, mbo[0].instrument_id)
 
     for rec, expected in zip(mbo, snapshots, strict=True):
         assert book.apply(rec)
@@ -194,10 +195,10 @@ def test_xnas_mbo_adds_rebuild_each_mbp10_record() -> None:
         assert book.levels("A") == mbp_side(expected, "A")
 
 
-def test_glbx_mbo_cancel_matches_its_mbp10_event_and_counts_as_unknown() -> None:
+def test_glbx_mbo_cancel_matches_its_mbp10_event_and_counts_as_unknown(book_cls: type[Book]) -> None:
     mbo = bd.mbo_records("dbn/test_data.mbo.dbn")
     event = mbp10("dbn/test_data.mbp-10.dbn")[0]
-    book = Book(mbo[0].publisher_id, mbo[0].instrument_id)
+    book = book_cls(mbo[0].publisher_id, mbo[0].instrument_id)
 
     book.apply(mbo[0])
 
@@ -216,16 +217,16 @@ def test_dbn_versions_decode_to_the_same_records(name: str) -> None:
     assert bd.mbo_records(name) == bd.mbo_records("dbn/test_data.mbo.v3.dbn")
 
 
-def test_ifeu_trades_without_side_are_reported_and_change_nothing() -> None:
-    book, _ = replay(bd.mbo_records("databento-python/IFEU.IMPACT/test_data.mbo.dbn.zst"))
+def test_ifeu_trades_without_side_are_reported_and_change_nothing(book_cls: type[Book]) -> None:
+    book, _ = replay(book_cls, bd.mbo_records("databento-python/IFEU.IMPACT/test_data.mbo.dbn.zst"))
 
     trades = book.take_trades()
     assert [(t.side, t.size) for t in trades] == [("N", 1), ("N", 2), ("N", 4), ("N", 3)]
     assert (book.order_count, book.stats.bad_records) == (0, 0)
 
 
-def test_ndex_adds_give_the_book() -> None:
-    book, _ = replay(bd.mbo_records("databento-python/NDEX.IMPACT/test_data.mbo.dbn.zst"))
+def test_ndex_adds_give_the_book(book_cls: type[Book]) -> None:
+    book, _ = replay(book_cls, bd.mbo_records("databento-python/NDEX.IMPACT/test_data.mbo.dbn.zst"))
 
     assert [lv.price for lv in book.levels("B")] == [px("27.055"), px("24.55"), px("18.47")]
     assert book.levels("A") == [Level(px("29.695"), 10, 1)]

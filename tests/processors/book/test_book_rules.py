@@ -9,7 +9,7 @@ from processors.book import Book, BookError, BookState, PolicyError, SideError, 
 from tests.processors.book.factory import INST, PUB, Feed, feed, new_book, px
 from topics.records import F_LAST, F_MAYBE_BAD_BOOK, F_MBP, F_TOB, UNDEF_PRICE, BookTrade, Level, MboRecord
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("book_cls")]
 
 
 @pytest.fixture
@@ -256,8 +256,8 @@ def test_top_of_book_updates_follow_each_other(f: Feed) -> None:
     assert book.levels("A") == [Level(px(3), 5, 0)]
 
 
-def test_record_of_another_instrument_is_refused(f: Feed) -> None:
-    book = Book(PUB, INST + 1)
+def test_record_of_another_instrument_is_refused(f: Feed, book_cls: type[Book]) -> None:
+    book = book_cls(PUB, INST + 1)
 
     with pytest.raises(WrongBookError) as err:
         book.apply(f.add("B", px(0), 1, 1))
@@ -265,9 +265,9 @@ def test_record_of_another_instrument_is_refused(f: Feed) -> None:
     assert isinstance(err.value, BookError)
 
 
-def test_unknown_policy_is_refused() -> None:
+def test_unknown_policy_is_refused(book_cls: type[Book]) -> None:
     with pytest.raises(PolicyError, match="crossed_policy"):
-        Book(PUB, INST, "ignore")
+        book_cls(PUB, INST, "ignore")
 
 
 def test_apply_fields_gives_the_same_book_as_apply(f: Feed) -> None:
@@ -328,7 +328,7 @@ def test_queries_refuse_a_side_other_than_bids_or_asks(query: str) -> None:
         getattr(book, query)("N", *([px(0)] if query != "levels" else []))
 
 
-def test_restoring_a_state_with_an_order_listed_twice_is_refused(f: Feed) -> None:
+def test_restoring_a_state_with_an_order_listed_twice_is_refused(f: Feed, book_cls: type[Book]) -> None:
     book = new_book()
     feed(book, [f.add("B", px(0), 1, 1), f.add("A", px(1), 1, 2)])
     state = book.to_state()
@@ -337,11 +337,11 @@ def test_restoring_a_state_with_an_order_listed_twice_is_refused(f: Feed) -> Non
     ]})
 
     with pytest.raises(StateError, match="listed twice"):
-        Book.from_state(broken)
+        book_cls.from_state(broken)
 
 
-def test_restoring_a_state_of_another_version_is_refused(f: Feed) -> None:
+def test_restoring_a_state_of_another_version_is_refused(f: Feed, book_cls: type[Book]) -> None:
     state = msgspec.structs.replace(new_book().to_state(), version=99)
 
     with pytest.raises(StateError, match="version"):
-        Book.from_state(state)
+        book_cls.from_state(state)
