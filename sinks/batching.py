@@ -10,20 +10,20 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from sinks.tables import Row
+from sinks.tables import Item
 
 TopicPartition = tuple[str, int]
 
 
 @dataclass
 class Batch:
-    rows: dict[str, list[Row]] = field(default_factory=dict)
+    rows: dict[str, list[Item]] = field(default_factory=dict)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     n_rows: int = 0
     n_messages: int = 0
     opened_at: float = 0.0  # clock value (s) when its first message arrived
 
-    def add(self, table: str, rows: list[Row]) -> None:
+    def add(self, table: str, rows: list[Item]) -> None:
         bucket = self.rows.get(table)
         if bucket is None:
             self.rows[table] = rows
@@ -44,7 +44,7 @@ class Accumulator:
     def pending_rows(self) -> int:
         return self.batch.n_rows
 
-    def extend(self, rows: dict[str, list[Row]], offsets: dict[TopicPartition, int], n_messages: int,
+    def extend(self, rows: dict[str, list[Item]], offsets: dict[TopicPartition, int], n_messages: int,
                now: float) -> None:
         """Add the rows and next offsets of ``n_messages`` consumed messages at once."""
         batch = self.batch

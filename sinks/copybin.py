@@ -26,7 +26,7 @@ INT8_OID = 20
 _I4 = struct.Struct("!i")
 _FIXED = {"ts": ("q", 8), "int8": ("q", 8), "int4": ("i", 4), "bool": ("?", 1), "float8": ("d", 8)}
 
-RowEncoder = Callable[[Row], bytes]
+RowEncoder = Callable[[Any], bytes]
 
 
 def _ts(ns: int) -> bytes:
@@ -80,12 +80,19 @@ def generic_encoder(columns: Sequence[Column]) -> RowEncoder:
     return encode
 
 
-def row_encoder(columns: Sequence[Column]) -> RowEncoder:
-    """A fast encoder for ``columns``: one struct call per run of fixed-width columns, generated as code."""
+def row_encoder(columns: Sequence[Column], fields: Sequence[str] | None = None,
+                to_row: Callable[[Any], Row] | None = None) -> RowEncoder:
+    """A fast encoder for ``columns``: one struct call per run of fixed-width columns, generated as code.
+
+    With ``fields`` the encoder takes records and reads column i from attribute ``fields[i]`` (a tuple is still
+    accepted); ``to_row`` turns such a record into a tuple for the NULL-handling path."""
     generic = generic_encoder(columns)
-    env: dict[str, Any] = {"generic": generic, "PG_EPOCH_US": PG_EPOCH_US, "VALUE_ENCODERS": VALUE_ENCODERS}
+    env: dict[str, Any] = {"generic": generic, "PG_EPOCH_US": PG_EPOCH_US, "to_row": to_row or (lambda r: r)}
     parts: list[str] = []
     fmt, args = "!h", [str(len(columns))]
+
+    def value(i: int) -> str:
+        return f"r.{fields[i]}" if fields else f"r[{i}]"
 
     def flush() -> None:
         nonlocal fmt, args
@@ -99,18 +106,19 @@ def row_encoder(columns: Sequence[Column]) -> RowEncoder:
         if col.kind in _FIXED:
             code, size = _FIXED[col.kind]
             fmt += "i" + code
-            value = f"r[{i}] // 1000 - PG_EPOCH_US" if col.kind == "ts" else f"r[{i}]"
-            args += [str(size), value]
+            args += [str(size), f"{value(i)} // 1000 - PG_EPOCH_US" if col.kind == "ts" else value(i)]
         else:
             flush()
             env[f"e{i}"] = VALUE_ENCODERS[col.kind]
-            parts.append(f"e{i}(r[{i}])")
+            parts.append(f"e{i}({value(i)})")
     flush()
-    nullable = [i for i, c in enumerate(columns) if c.nullable]
-    guard = " or ".join(f"r[{i}] is None" for i in nullable)
+    guard = " or ".join(f"{value(i)} is None" for i, c in enumerate(columns) if c.nullable)
     lines = ["def encode(r):"]
+    if fields:
+        lines += ["    if r.__class__ is tuple:", "        return tuple_encode(r)"]
+        env["tuple_encode"] = row_encoder(columns)
     if guard:
-        lines += [f"    if {guard}:", "        return generic(r)"]
+        lines += [f"    if {guard}:", "        return generic(to_row(r))"]
     lines.append("    return " + " + ".join(parts))
     exec("\n".join(lines), env)  # generated from the column kinds above, never from data
     return env["encode"]
@@ -123,12 +131,13 @@ def encoder_for(table: TableSpec) -> RowEncoder:
     """The cached fast encoder of ``table``."""
     enc = _ENCODERS.get(table.name)
     if enc is None:
-        enc = _ENCODERS[table.name] = row_encoder(table.columns)
+        enc = _ENCODERS[table.name] = row_encoder(table.columns, table.fields, table.row)
     return enc
 
 
-def chunks(table: TableSpec, rows: Iterable[Row], chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
-    """The binary COPY stream of ``rows`` (header, rows, trailer) in pieces of about ``chunk_bytes``."""
+def chunks(table: TableSpec, rows: Iterable[Any], chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+    """The binary COPY stream of ``rows`` (batch items: row tuples, or records of a ``fields`` table) with its
+    header and trailer, in pieces of about ``chunk_bytes``."""
     encode = encoder_for(table)
     buf = [HEADER]
     size = len(HEADER)

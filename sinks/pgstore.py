@@ -19,7 +19,7 @@ from psycopg import errors, sql
 from sinks import copybin
 from sinks.errors import StoreError, StoreUnavailable
 from sinks.store import _sortable
-from sinks.tables import BY_NAME, Row, TableSpec
+from sinks.tables import BY_NAME, Item, Row, TableSpec
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +45,14 @@ class PgStore:
         self._staging: set[str] = set()
         self.merges = 0  # batches that took the merge path (replays)
 
-    def write_batch(self, rows: Mapping[str, Sequence[Row]]) -> dict[str, int]:
+    def write_batch(self, rows: Mapping[str, Sequence[Item]]) -> dict[str, int]:
         inserted = {}
         for name, batch in rows.items():
             if batch:
                 inserted[name] = self._write_table(BY_NAME[name], batch)
         return inserted
 
-    def _write_table(self, table: TableSpec, rows: Sequence[Row]) -> int:
+    def _write_table(self, table: TableSpec, rows: Sequence[Item]) -> int:
         try:
             self.conn.execute("SAVEPOINT fast_copy")  # starts the batch's transaction if none is open
             try:
@@ -67,14 +67,14 @@ class PgStore:
         except psycopg.Error as e:
             _raise(e, f"a batch of {len(rows)} {table.name} rows")
 
-    def _copy(self, target: str, table: TableSpec, rows: Sequence[Row]) -> None:
+    def _copy(self, target: str, table: TableSpec, rows: Sequence[Item]) -> None:
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
             sql.Identifier(target), sql.SQL(", ").join(map(sql.Identifier, table.column_names)))
         with self.conn.cursor() as cur, cur.copy(stmt) as copy:
             for chunk in copybin.chunks(table, rows):
                 copy.write(chunk)
 
-    def _merge(self, table: TableSpec, rows: Sequence[Row]) -> int:
+    def _merge(self, table: TableSpec, rows: Sequence[Item]) -> int:
         stage = f"_stage_{table.name}"
         if stage not in self._staging:
             self.conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(

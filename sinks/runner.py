@@ -27,7 +27,7 @@ from sinks.deadletter import DeadLetters
 from sinks.errors import RowError, SinkBackpressure, SinkError
 from sinks.metrics import HealthServer, SinkMetrics
 from sinks.store import RowStore
-from sinks.tables import Row, TableSpec
+from sinks.tables import Item, TableSpec
 from sinks.writer import FAILED, HEALTHY, RETRYING, Writer
 from topics import codec
 from topics.errors import DecodeError
@@ -201,7 +201,7 @@ class Sink:
         """Decode ``msgs`` into rows and add them, with their offsets, to the batch being filled.
 
         librdkafka hands messages over in runs of one partition, so the per-topic lookups happen once per run."""
-        rows: dict[str, list[Row]] = {}
+        rows: dict[str, list[Item]] = {}
         offsets: dict[TP, int] = {}
         per_topic: dict[str, int] = {}
         topic, run_start = None, 0

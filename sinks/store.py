@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from sinks.errors import StoreError, StoreUnavailable
-from sinks.tables import BY_NAME, Row, TableSpec
+from sinks.tables import BY_NAME, Item, Row, TableSpec
 
 
 class RowStore(Protocol):
-    def write_batch(self, rows: Mapping[str, Sequence[Row]]) -> dict[str, int]:
+    def write_batch(self, rows: Mapping[str, Sequence[Item]]) -> dict[str, int]:
         """Stage ``rows`` (table name -> rows) in the open transaction; returns new rows per table."""
         ...
 
@@ -68,15 +68,15 @@ class MemoryStore:
             self._staged.clear()
             raise self._failures.pop(0)
 
-    def write_batch(self, rows: Mapping[str, Sequence[Row]]) -> dict[str, int]:
+    def write_batch(self, rows: Mapping[str, Sequence[Item]]) -> dict[str, int]:
         self._maybe_fail()
         inserted: dict[str, int] = {}
         for name, batch in rows.items():
             table = BY_NAME[name]
             stored, staged = self.tables[name], self._staged.setdefault(name, {})
             before = len(staged)
-            for row in batch:
-                row = truncate_ts(table, row)
+            for item in batch:
+                row = truncate_ts(table, table.row(item))
                 key = table.key_of(row)
                 if key not in stored and key not in staged:
                     staged[key] = row

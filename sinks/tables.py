@@ -29,6 +29,7 @@ from topics.records import (
 )
 
 Row = tuple[Any, ...]
+Item = Any  # what a batch holds: a Row, or the decoded record itself for a table with ``fields``
 INT64_MAX = 9_223_372_036_854_775_807
 UINT64_WRAP = 1 << 64
 
@@ -59,13 +60,27 @@ class TableSpec:
     topic: str
     columns: tuple[Column, ...]
     key: tuple[str, ...]
-    convert: Callable[[Any], Any]  # record -> one Row, or a list of rows when ``multi``
+    convert: Callable[[Any], Any]  # record -> one item, or a list of items when ``multi``
     multi: bool = False
+    # When set, column i is the record's attribute fields[i]: ``convert`` only checks the record and returns it, a
+    # batch holds the records themselves, and the COPY encoder reads their attributes (no tuple per row).
+    fields: tuple[str, ...] | None = None
 
-    def rows_of(self, record: Any) -> list[Row]:
-        """The rows of one decoded record (raises :class:`RowError` for a value out of range)."""
+    def items_of(self, record: Any) -> list[Any]:
+        """What a batch holds for one decoded record: rows, or the record itself when ``fields`` is set (raises
+        :class:`RowError` for a value out of range)."""
         out = self.convert(record)
         return out if self.multi else [out]
+
+    def row(self, item: Any) -> Row:
+        """The row tuple of a batch item (a row already, or a record of a ``fields`` table)."""
+        if self.fields is None or isinstance(item, tuple):
+            return item
+        return tuple(getattr(item, f) for f in self.fields)
+
+    def rows_of(self, record: Any) -> list[Row]:
+        """The rows of one decoded record, as tuples in column order."""
+        return [self.row(item) for item in self.items_of(record)]
 
     @property
     def record_type(self) -> type:
@@ -104,11 +119,10 @@ _BOOK_HEAD = "ts:ts instrument_id:int8 publisher_id:int4 sequence:int8 ts_recv_n
 _BOOK_KEY = ("instrument_id", "ts", "publisher_id", "ts_recv_ns", "sequence")
 
 
-def bbo_row(r: BboUpdate) -> Row:
+def bbo_check(r: BboUpdate) -> BboUpdate:
     if (r.ts_recv | r.ts_event | r.bid_sz | r.ask_sz | r.bid_ct | r.ask_ct) > INT64_MAX:  # all are >= 0: one test
         _check_i64(r, ("ts_recv", "ts_event", "bid_sz", "ask_sz", "bid_ct", "ask_ct"))
-    return (r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
-             r.bid_px, r.bid_sz, r.bid_ct, r.ask_px, r.ask_sz, r.ask_ct, r.crossed, r.duplicate)
+    return r
 
 
 def mbp10_row(r: Mbp10Snapshot) -> Row:
@@ -129,20 +143,19 @@ def book_trade_row(r: BookTrade) -> Row:
              r.price, r.size, r.side, _signed64(r.order_id), r.synthetic, r.duplicate)
 
 
-def anomaly_row(r: BookAnomaly) -> Row:
+def anomaly_check(r: BookAnomaly) -> BookAnomaly:
     _check_i64(r, ("ts_recv", "ts_event", "count"))
-    return (r.ts_recv, r.instrument_id, r.publisher_id, r.sequence, r.ts_recv, r.ts_event,
-             r.kind, r.detail, r.count)
+    return r
 
 
-def exchange_trade_row(r: TradeTick) -> Row:
+def exchange_trade_check(r: TradeTick) -> TradeTick:
     _check_i64(r, ("ts_event", "ts_recv", "size"))
-    return (r.ts_event, r.venue, r.symbol, r.trade_id, r.ts_event, r.ts_recv, r.price, r.size, r.side)
+    return r
 
 
-def exchange_quote_row(r: QuoteTick) -> Row:
+def exchange_quote_check(r: QuoteTick) -> QuoteTick:
     _check_i64(r, ("ts_event", "ts_recv", "bid_sz", "ask_sz"))
-    return (r.ts_event, r.venue, r.symbol, r.ts_event, r.ts_recv, r.bid_px, r.bid_sz, r.ask_px, r.ask_sz)
+    return r
 
 
 def feature_rows(r: FeatureBar) -> list[Row]:
@@ -150,16 +163,18 @@ def feature_rows(r: FeatureBar) -> list[Row]:
     return [(r.ts_event, r.instrument, r.interval_ns, name, value) for name, value in r.values.items()]
 
 
-def regime_row(r: RegimeSignal) -> Row:
+def regime_check(r: RegimeSignal) -> RegimeSignal:
     _check_i64(r, ("ts_event", "interval_ns"))
-    return (r.ts_event, r.instrument, r.interval_ns, r.kind, r.state, r.probability, r.changed)
+    return r
 
 
 BBO = TableSpec(
     "bbo", catalog.BOOK_BBO.name,
     _cols(_BOOK_HEAD + " bid_px:int8? bid_sz:int8 bid_ct:int8 ask_px:int8? ask_sz:int8 ask_ct:int8"
           " crossed:bool duplicate:bool"),
-    _BOOK_KEY, bbo_row,
+    _BOOK_KEY, bbo_check,
+    fields=("ts_recv", "instrument_id", "publisher_id", "sequence", "ts_recv", "ts_event", "bid_px", "bid_sz",
+            "bid_ct", "ask_px", "ask_sz", "ask_ct", "crossed", "duplicate"),
 )
 MBP10 = TableSpec(
     "mbp10", catalog.BOOK_MBP10.name,
@@ -175,19 +190,22 @@ BOOK_TRADES = TableSpec(
 BOOK_ANOMALIES = TableSpec(
     "book_anomalies", catalog.BOOK_ANOMALIES.name,
     _cols(_BOOK_HEAD + " kind:text detail:text count:int8"),
-    (*_BOOK_KEY, "kind"), anomaly_row,
+    (*_BOOK_KEY, "kind"), anomaly_check,
+    fields=("ts_recv", "instrument_id", "publisher_id", "sequence", "ts_recv", "ts_event", "kind", "detail", "count"),
 )
 EXCHANGE_TRADES = TableSpec(
     "exchange_trades", catalog.TICKS_TRADES.name,
     _cols("ts:ts venue:text symbol:text trade_id:text ts_event_ns:int8 ts_recv_ns:int8 price:int8 size:int8"
           " side:text"),
-    ("venue", "symbol", "trade_id", "ts"), exchange_trade_row,
+    ("venue", "symbol", "trade_id", "ts"), exchange_trade_check,
+    fields=("ts_event", "venue", "symbol", "trade_id", "ts_event", "ts_recv", "price", "size", "side"),
 )
 EXCHANGE_QUOTES = TableSpec(
     "exchange_quotes", catalog.TICKS_QUOTES.name,
     _cols("ts:ts venue:text symbol:text ts_event_ns:int8 ts_recv_ns:int8 bid_px:int8? bid_sz:int8"
           " ask_px:int8? ask_sz:int8"),
-    ("venue", "symbol", "ts", "ts_event_ns", "ts_recv_ns"), exchange_quote_row,
+    ("venue", "symbol", "ts", "ts_event_ns", "ts_recv_ns"), exchange_quote_check,
+    fields=("ts_event", "venue", "symbol", "ts_event", "ts_recv", "bid_px", "bid_sz", "ask_px", "ask_sz"),
 )
 FEATURE_BARS = TableSpec(
     "feature_bars", catalog.FEATURES_BARS.name,
@@ -197,7 +215,8 @@ FEATURE_BARS = TableSpec(
 REGIME_SIGNALS = TableSpec(
     "regime_signals", catalog.SIGNALS_REGIME.name,
     _cols("ts:ts instrument:text interval_ns:int8 kind:text state:text probability:float8 changed:bool"),
-    ("instrument", "kind", "interval_ns", "ts"), regime_row,
+    ("instrument", "kind", "interval_ns", "ts"), regime_check,
+    fields=("ts_event", "instrument", "interval_ns", "kind", "state", "probability", "changed"),
 )
 
 TABLES: tuple[TableSpec, ...] = (

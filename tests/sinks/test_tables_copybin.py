@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 
 from sinks import copybin, samples, tables
 from sinks.errors import RowError
-from topics.records import BboUpdate, FeatureBar, Level, Mbp10Snapshot, RegimeSignal
+from topics.records import BboUpdate, BookAnomaly, FeatureBar, Level, Mbp10Snapshot, RegimeSignal
 
 pytestmark = pytest.mark.unit
 
@@ -55,21 +56,40 @@ def test_feature_bars_become_one_row_per_feature() -> None:
     assert tables.REGIME_SIGNALS.rows_of(sig) == [(10**18, "1000", 10**9, "trend", "up", 0.9, False)]
 
 
+def sample_records(name: str) -> list[Any]:
+    return {
+        "bbo": [*samples.bbo_updates(5), BboUpdate(publisher_id=1, instrument_id=1, ts_event=1, ts_recv=2,
+                                                   sequence=3, bid_px=None, bid_sz=0, bid_ct=0, ask_px=5, ask_sz=1,
+                                                   ask_ct=1)],
+        "mbp10": samples.mbp10_snapshots(3),
+        "book_trades": samples.book_trades(3),
+        "exchange_trades": samples.exchange_trades(3),
+        "exchange_quotes": samples.exchange_quotes(3),
+        "book_anomalies": [BookAnomaly(publisher_id=1, instrument_id=1, ts_event=10**18, ts_recv=10**18 + 5,
+                                       sequence=5, kind="gap", detail="seq 4 -> 6")],
+        "feature_bars": [FeatureBar(instrument="1000", ts_event=10**18, interval_ns=10**9,
+                                    values={"ret": 0.5, "vol": None})],
+        "regime_signals": [RegimeSignal(instrument="1000", ts_event=10**18, interval_ns=10**9, kind="trend",
+                                        state="up", probability=0.9)],
+    }[name]
+
+
 @pytest.mark.parametrize("table", tables.TABLES, ids=lambda t: t.name)
-def test_fast_encoder_equals_the_generic_one(table: tables.TableSpec) -> None:
-    rows = {
-        "bbo": [r for rec in samples.bbo_updates(5) for r in tables.BBO.rows_of(rec)],
-        "mbp10": [r for rec in samples.mbp10_snapshots(3) for r in tables.MBP10.rows_of(rec)],
-        "book_trades": [r for rec in samples.book_trades(3) for r in tables.BOOK_TRADES.rows_of(rec)],
-        "exchange_trades": [r for rec in samples.exchange_trades(3) for r in tables.EXCHANGE_TRADES.rows_of(rec)],
-        "exchange_quotes": [r for rec in samples.exchange_quotes(3) for r in tables.EXCHANGE_QUOTES.rows_of(rec)],
-        "book_anomalies": [(10**18, 1, 1, 5, 10**18, 10**18, "gap", "seq 4 -> 6", 1)],
-        "feature_bars": [(10**18, "1000", 10**9, "ret", 0.5), (10**18, "1000", 10**9, "vol", None)],
-        "regime_signals": [(10**18, "1000", 10**9, "trend", "up", 0.9, False)],
-    }[table.name]
+def test_fast_encoder_equals_the_generic_one_for_items_and_rows(table: tables.TableSpec) -> None:
     fast, generic = copybin.encoder_for(table), copybin.generic_encoder(table.columns)
-    for row in rows:
-        assert fast(row) == generic(row)
+    for record in sample_records(table.name):
+        for item in table.items_of(record):
+            row = table.row(item)
+            assert isinstance(row, tuple) and len(row) == len(table.columns)
+            assert fast(item) == generic(row)
+            assert fast(row) == generic(row)
+
+
+def test_tables_with_fields_batch_the_records_themselves() -> None:
+    rec = samples.bbo_updates(1)[0]
+    assert tables.BBO.items_of(rec) == [rec]
+    assert tables.BBO.rows_of(rec)[0] == tables.BBO.row(rec)
+    assert tables.MBP10.fields is None
 
 
 def test_bbo_row_bytes_follow_the_binary_copy_format() -> None:
