@@ -63,8 +63,11 @@ def test_frames_give_the_points_bbo_changes_and_state_of_one_by_one(shared_data:
     for frame in frames(records):
         frame_changes: list[BboChange] = []
         base = offset
-        points += [base + i for i in book.apply_frame(frame, lambda i, b=base: seen.append((b + i, book.bbo())),
-                                                      frame_changes)]
+
+        def on_point(i: int, base: int = base) -> None:
+            seen.append((base + i, book.bbo()))
+
+        points += [base + i for i in book.apply_frame(frame, on_point, frame_changes)]
         for i, bid, ask in frame_changes:
             if not changes or changes[-1][1:] != (bid, ask):
                 changes.append((base + i, bid, ask))
