@@ -57,7 +57,7 @@ def test_feature_bars_become_one_row_per_feature() -> None:
 
 
 def sample_records(name: str) -> list[Any]:
-    return {
+    by_table: dict[str, list[Any]] = {
         "bbo": [*samples.bbo_updates(5), BboUpdate(publisher_id=1, instrument_id=1, ts_event=1, ts_recv=2,
                                                    sequence=3, bid_px=None, bid_sz=0, bid_ct=0, ask_px=5, ask_sz=1,
                                                    ask_ct=1)],
@@ -71,7 +71,8 @@ def sample_records(name: str) -> list[Any]:
                                     values={"ret": 0.5, "vol": None})],
         "regime_signals": [RegimeSignal(instrument="1000", ts_event=10**18, interval_ns=10**9, kind="trend",
                                         state="up", probability=0.9)],
-    }[name]
+    }
+    return by_table[name]
 
 
 @pytest.mark.parametrize("table", tables.TABLES, ids=lambda t: t.name)
