@@ -67,7 +67,9 @@ class IntervalEngine:
         self.ring.push(t, series)
         self.moments.update(self.ring, n, t)
         self.pairs.update(self.ring, n, t, peers)
-        ctx = BarContext(n, t, self.ring, series, self.moments.stats(self.ring, n, t), self.pairs.corr(n), peers[:n])
+        stats = self.moments.stats(self.ring, n, t)
+        corr = self.pairs.corr(self.ring, n, t, peers)
+        ctx = BarContext(n, t, self.ring, series, stats, corr, peers[:n])
         with np.errstate(divide="ignore", invalid="ignore"):
             values = np.concatenate([f.compute(ctx) for f in self.families], axis=1)
         frame = FeatureFrame(self.interval_ns, self.bar_end, list(instruments), self.names, values)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from processors.features.rolling import F64, SeriesRing, changed
+from processors.features.rolling import ERR_ULP, F64, RTOL_EXACT, SeriesRing, changed
 from processors.features.state import SlotArrays
 
 
@@ -43,6 +43,7 @@ class RollingPairs(SlotArrays):
         self.nvalid: np.ndarray = self._slot_array("nvalid", (nw, npairs), np.int64, 0)
         self.chg_a: np.ndarray = self._slot_array("chg_a", (nw, npairs), np.int64, 0)
         self.chg_b: np.ndarray = self._slot_array("chg_b", (nw, npairs), np.int64, 0)
+        self.bound: np.ndarray = self._slot_array("bound", (nw, 5, npairs), F64, 0.0)  # Σ|terms| since exact
 
     def _rows_b(self, rows: np.ndarray, peers: np.ndarray) -> np.ndarray:
         """(rows, pairs): the slot b is read from."""
@@ -63,7 +64,9 @@ class RollingPairs(SlotArrays):
         a_prev, b_prev = self._ab(ring, rows, rows_b, np.array(t - 1)[None, None, None])
         a_old, b_old = self._ab(ring, rows, rows_b, t - w)
         a_nxt, b_nxt = self._ab(ring, rows, rows_b, t - w + 1)
-        self.sums[:n] += _pair_sums(a_new, b_new) - _pair_sums(a_old, b_old)
+        p_new, p_old = _pair_sums(a_new, b_new), _pair_sums(a_old, b_old)
+        self.sums[:n] += p_new - p_old
+        self.bound[:n] += np.abs(p_new) + np.abs(p_old)
         self.nvalid[:n] += _both(a_new, b_new) - _both(a_old, b_old)
         self.chg_a[:n] += changed(a_new, a_prev) - changed(a_old, a_nxt)
         self.chg_b[:n] += changed(b_new, b_prev) - changed(b_old, b_nxt)
@@ -77,30 +80,63 @@ class RollingPairs(SlotArrays):
         for i, w in enumerate(self.windows):
             back = (t - np.arange(w)[::-1])[None, :, None]
             a, b = self._ab(ring, rows, rows_b, back)
-            self.sums[rows, i] = _pair_sums(a, b).sum(axis=1)
+            terms = _pair_sums(a, b)
+            self.sums[rows, i] = terms.sum(axis=1)
+            self.bound[rows, i] = np.abs(terms).sum(axis=1)
             self.nvalid[rows, i] = _both(a, b).sum(axis=1)
             self.chg_a[rows, i] = changed(a[:, 1:], a[:, :-1]).sum(axis=1)
             self.chg_b[rows, i] = changed(b[:, 1:], b[:, :-1]).sum(axis=1)
 
-    def corr(self, n: int) -> np.ndarray:
+    def corr(self, ring: SeriesRing, n: int, t: int, peers: np.ndarray) -> np.ndarray:
         """Pearson correlation (n, windows, pairs): NaN unless every pair in the window is present, 0 when a side
-        is constant over the window."""
+        is constant over the window. Cells whose rounding-error bound is too large are recomputed exactly."""
         w = self.windows[None, :, None].astype(F64)
-        s = self.sums[:n]
-        sa, sb, saa, sbb, sab = (s[:, :, j] for j in range(5))
-        va = saa - sa * sa / w
-        vb = sbb - sb * sb / w
-        flat = (self.chg_a[:n] == 0) | (self.chg_b[:n] == 0) | (va <= 0.0) | (vb <= 0.0)
+        s = self.sums[:n] / w[:, :, None, :]
+        ma, mb, eaa, ebb, eab = (s[:, :, j] for j in range(5))
+        va, vb, cov = eaa - ma * ma, ebb - mb * mb, eab - ma * mb
+        full = self.nvalid[:n] == self.windows[None, :, None]
+        const = (self.chg_a[:n] == 0) | (self.chg_b[:n] == 0)
+        risky = full & ~const & self._ill_conditioned(va, vb, w, n)
+        if np.any(risky):
+            self._exact(ring, t, peers, risky, (va, vb, cov))
+        flat = const | (va <= 0.0) | (vb <= 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(flat, 0.0, (sab - sa * sb / w) / np.sqrt(va * vb))
-        r = np.clip(r, -1.0, 1.0)
-        return np.where(self.nvalid[:n] == self.windows[None, :, None], r, np.nan)
+            r = np.where(flat, 0.0, cov / np.sqrt(va * vb))
+        return np.where(full, np.clip(r, -1.0, 1.0), np.nan)
+
+    def _ill_conditioned(self, va: np.ndarray, vb: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+        b = self.bound[:n] / w[:, :, None, :]
+        ba, bb, baa, bbb, bab = (b[:, :, j] for j in range(5))
+        err_a = ERR_ULP * (baa + ba * ba)
+        err_b = ERR_ULP * (bbb + bb * bb)
+        err_ab = ERR_ULP * (bab + ba * bb)
+        va, vb = np.maximum(va, 0.0), np.maximum(vb, 0.0)
+        return (err_a > RTOL_EXACT * va) | (err_b > RTOL_EXACT * vb) | (err_ab > RTOL_EXACT * np.sqrt(va * vb))
+
+    def _exact(self, ring: SeriesRing, t: int, peers: np.ndarray, cells: np.ndarray,
+               out: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Two-pass variances and covariance of the (slot, window, pair) ``cells``, written into ``out``."""
+        va, vb, cov = out
+        for i, w in enumerate(self.windows.tolist()):
+            rows, pairs = np.nonzero(cells[:, i, :])
+            if rows.size == 0:
+                continue
+            back = np.arange(t - w + 1, t + 1)[None, :]
+            rows_b = np.where(self.peer[pairs], peers[rows], rows)
+            a = ring.gather(rows[:, None], back - self.ka[pairs][:, None], self.sa[pairs][:, None])
+            b = ring.gather(rows_b[:, None], back - self.kb[pairs][:, None], self.sb[pairs][:, None])
+            da = a - a.mean(axis=1, keepdims=True)
+            db = b - b.mean(axis=1, keepdims=True)
+            va[rows, i, pairs] = (da * da).mean(axis=1)
+            vb[rows, i, pairs] = (db * db).mean(axis=1)
+            cov[rows, i, pairs] = (da * db).mean(axis=1)
 
     def reset(self) -> None:
         self.sums.fill(0.0)
         self.nvalid.fill(0)
         self.chg_a.fill(0)
         self.chg_b.fill(0)
+        self.bound.fill(0.0)
 
 
 def _both(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -23,6 +23,8 @@ from processors.features.state import SlotArrays
 
 F64 = np.float64
 POWERS = 4
+ERR_ULP = 1e-15  # rounding error of a running sum, relative to the Σ|terms| that went through it (generous)
+RTOL_EXACT = 1e-11  # central moments whose error bound is larger than this (relative) are recomputed exactly
 
 
 class SeriesRing(SlotArrays):
@@ -91,6 +93,8 @@ class RollingMoments(SlotArrays):
         self.sums: np.ndarray = self._slot_array("sums", (nw, POWERS, width), F64, 0.0)
         self.nvalid: np.ndarray = self._slot_array("nvalid", (nw, width), np.int64, 0)
         self.nchg: np.ndarray = self._slot_array("nchg", (nw, width), np.int64, 0)
+        # Σ|term| of the powers 2-4 added or removed since the last exact recomputation: a rounding-error bound
+        self.bound: np.ndarray = self._slot_array("bound", (nw, 3, width), F64, 0.0)
 
     def update(self, ring: SeriesRing, n: int, t: int) -> None:
         """Take in bar ``t`` (already pushed to ``ring``) for the first ``n`` slots."""
@@ -105,7 +109,9 @@ class RollingMoments(SlotArrays):
         old_next = ring.gather(rows, (t - w + 1)[None, :, None], series)
         y_new = np.nan_to_num(new - shift, nan=0.0)
         y_old = np.nan_to_num(old - shift[:, None, :], nan=0.0)
-        self.sums[:n] += _powers(y_new[:, None, :]) - _powers(y_old)
+        p_new, p_old = _powers(y_new[:, None, :]), _powers(y_old)
+        self.sums[:n] += p_new - p_old
+        self.bound[:n] += np.abs(p_new[:, :, 1:]) + np.abs(p_old[:, :, 1:])
         self.nvalid[:n] += (~np.isnan(new)).astype(np.int64)[:, None, :] - (~np.isnan(old)).astype(np.int64)
         self.nchg[:n] += changed(new, ring.at(t - 1, n))[:, None, :] - changed(old, old_next)
         self._resync(ring, n, t)
@@ -127,18 +133,30 @@ class RollingMoments(SlotArrays):
         for i, w in enumerate(self.windows):
             yw = np.nan_to_num(y[:, -w:, :], nan=0.0)
             self.sums[rows, i] = _powers(yw).sum(axis=1)
+            self.bound[rows, i] = np.abs(_powers(yw)[:, :, 1:]).sum(axis=1)
             self.nvalid[rows, i] = valid[:, -w:, :].sum(axis=1)
             self.nchg[rows, i] = d[:, -(w - 1):, :].sum(axis=1) if w > 1 else 0
 
     def stats(self, ring: SeriesRing, n: int, t: int) -> MomentStats:
-        """Mean, sum, sample std, z-score of the latest value, skew and excess kurtosis (population moments)."""
+        """Mean, sum, sample std, z-score of the latest value, skew and excess kurtosis (population moments).
+
+        Central moments come from the power sums; where the rounding-error bound of that cancellation exceeds
+        ``RTOL_EXACT`` of the moment itself (a nearly constant window far from the shift, or after large values
+        passed through), the cell is recomputed exactly (two-pass) from the ring.
+        """
         w = self.windows[None, :, None].astype(F64)
         s = self.sums[:n] / w[:, :, None, :]
         m1, e2, e3, e4 = s[:, :, 0], s[:, :, 1], s[:, :, 2], s[:, :, 3]
         const = self.nchg[:n] == 0
-        c2 = np.where(const, 0.0, np.maximum(e2 - m1 * m1, 0.0))
+        full = self.nvalid[:n] == self.windows[None, :, None]
+        c2 = e2 - m1 * m1
         c3 = e3 - 3.0 * m1 * e2 + 2.0 * m1**3
         c4 = e4 - 4.0 * m1 * e3 + 6.0 * m1 * m1 * e2 - 3.0 * m1**4
+        risky = full & ~const & self._ill_conditioned(m1, c2, w, n)
+        if np.any(risky):
+            m1 = m1.copy()
+            _exact_central(ring, t, self.windows, risky, self.shift[:n], (m1, c2, c3, c4))
+        c2 = np.where(const, 0.0, np.maximum(c2, 0.0))
         shift = self.shift[:n][:, None, :]
         latest = ring.at(t, n)[:, None, :]
         y_t = latest - shift
@@ -150,14 +168,44 @@ class RollingMoments(SlotArrays):
             kurt = np.where(flat, 0.0, c4 / (c2 * c2) - 3.0)
         mean = np.where(const, latest, shift + m1)
         total = np.where(const, latest * w, self.sums[:n, :, 0] + w * shift)
-        full = self.nvalid[:n] == self.windows[None, :, None]
         return MomentStats(full, *(np.where(full, a, np.nan) for a in (mean, total, std, z, skew, kurt)))
+
+    def _ill_conditioned(self, m1: np.ndarray, c2: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+        b = self.bound[:n] / w[:, :, None, :]
+        b2, b3, b4 = b[:, :, 0], b[:, :, 1], b[:, :, 2]
+        a1 = np.abs(m1)
+        err2 = ERR_ULP * (b2 + a1 * a1)
+        err3 = ERR_ULP * (b3 + 3.0 * a1 * b2 + 3.0 * a1**3)
+        err4 = ERR_ULP * (b4 + 4.0 * a1 * b3 + 6.0 * a1 * a1 * b2 + 4.0 * a1**4)
+        c2p = np.maximum(c2, 0.0)
+        return (err2 > RTOL_EXACT * c2p) | (err3 > RTOL_EXACT * c2p**1.5) | (err4 > RTOL_EXACT * c2p * c2p)
 
     def reset(self) -> None:
         self.shift.fill(np.nan)
         self.sums.fill(0.0)
         self.nvalid.fill(0)
         self.nchg.fill(0)
+        self.bound.fill(0.0)
+
+
+def _exact_central(ring: SeriesRing, t: int, windows: np.ndarray, cells: np.ndarray, shift: np.ndarray,
+                   out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Two-pass shifted mean and central moments 2-4 of the (slot, window, series) ``cells`` from the ring,
+    written into ``out`` = (m1, c2, c3, c4)."""
+    m1, c2, c3, c4 = out
+    for i, w in enumerate(windows.tolist()):
+        rows, series = np.nonzero(cells[:, i, :])
+        if rows.size == 0:
+            continue
+        x = ring.gather(rows[:, None], np.arange(t - w + 1, t + 1)[None, :], series[:, None])
+        y = x - shift[rows, series][:, None]  # exact for values near the shift; keeps deviations precise
+        mean = y.mean(axis=1, keepdims=True)
+        d = y - mean
+        d2 = d * d
+        m1[rows, i, series] = mean[:, 0]
+        c2[rows, i, series] = d2.mean(axis=1)
+        c3[rows, i, series] = (d2 * d).mean(axis=1)
+        c4[rows, i, series] = (d2 * d2).mean(axis=1)
 
 
 def _powers(y: np.ndarray) -> np.ndarray:
