@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ def book_events(inst: int, bar: int, rng: np.random.Generator, base: float) -> l
     """A BBO, an MBP-10 snapshot and a trade of MBO instrument ``inst`` inside bar ``bar`` (1 s bars)."""
     ts = bar * SECOND + 1000 * inst
     bid = (int(base) + int(rng.integers(-3, 4))) * PX
-    common = {"publisher_id": 1, "instrument_id": inst, "ts_event": ts, "ts_recv": ts, "sequence": bar}
+    common: dict[str, Any] = {"publisher_id": 1, "instrument_id": inst, "ts_event": ts, "ts_recv": ts, "sequence": bar}
     bids = [Level(bid - i * PX, int(rng.integers(1, 50)), 1) for i in range(10)]
     asks = [Level(bid + (i + 1) * PX, int(rng.integers(1, 50)), 1) for i in range(10)]
     return [
