@@ -137,3 +137,19 @@ def test_timescale_mode_makes_hypertables_with_compression_and_policies(migrated
         assert set(schema.AGGREGATE_NAMES) <= caggs
         jobs = conn.execute("SELECT proc_name, count(*) FROM timescaledb_information.jobs GROUP BY 1").fetchall()
         assert dict(jobs).keys() >= {"policy_refresh_continuous_aggregate", "policy_compression", "policy_retention"}
+
+
+@pytest.mark.integration
+def test_the_db_commands_migrate_and_report(pg_schema: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import main
+
+    assert main(["db", "migrate", "--dsn", pg_schema]) == 0
+    first = capsys.readouterr().out
+    assert main(["db", "migrate", "--dsn", pg_schema]) == 0
+    again = capsys.readouterr().out
+    assert main(["db", "status", "--dsn", pg_schema]) == 0
+    status = capsys.readouterr().out
+    assert main(["db", "refresh", "--dsn", pg_schema]) == 0
+    assert "applied 0001_tables.sql" in first and "0 applied, 4 already applied" in again
+    assert re.search(r"^mode: (plain PostgreSQL 15|TimescaleDB \d)", status, re.M)
+    assert re.search(r"^\s+bbo\s+0$", status, re.M)
