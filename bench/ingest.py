@@ -5,6 +5,7 @@
     python bench/ingest.py --speed 20               # paced: each feed at 20x its recorded pace (latency)
     python bench/ingest.py --venue okx --feeds 4    # other captures
     python bench/ingest.py --no-kafka               # sockets + parsing + books only
+    python bench/ingest.py --ticks-only             # the fakes leave out the book frames
 
 The fake exchanges run in a child process (their CPU is not counted); the ingest pipeline (sockets, parsing,
 books, queue, confluent-kafka with its librdkafka threads) runs in this process, whose CPU time
@@ -36,18 +37,22 @@ from producers.exchanges.fake import FakeConfig, FakeExchange
 from producers.exchanges.ingest import Ingest, IngestConfig
 from producers.exchanges.replay import load, replay
 from topics import settings
+from topics.records import L2Update
 
 ONE_SYMBOL = {("binance", 0): ["BTCUSDT"], ("binance_futures", 0): ["BTCUSDT"]}
 
 
-def serve_fakes(venue: str, capture: int, data: Path, count: int, speed: float, ports: Any, ready: Any) -> None:
+def serve_fakes(
+    venue: str, capture: int, data: Path, count: int, speed: float, ports: Any, ready: Any, ticks_only: bool,
+) -> None:
     """Child process: ``count`` fake exchanges of one capture on free loopback ports, until terminated."""
     logging.basicConfig(level=logging.WARNING)
 
     async def main() -> None:
         cls = venue_class(venue)
         frames = load(cls, data, capture)
-        fakes = [FakeExchange(cls, frames, FakeConfig(speed=speed)) for _ in range(count)]
+        config = FakeConfig(speed=speed, exclude=cls.book_marker if ticks_only else b"")
+        fakes = [FakeExchange(cls, frames, config) for _ in range(count)]
         for f in fakes:
             ports.append(await f.start(0))
         ready.set()
@@ -58,10 +63,11 @@ def serve_fakes(venue: str, capture: int, data: Path, count: int, speed: float, 
     uvloop.run(main())
 
 
-def expected_records(venue: str, capture: int, data: Path) -> int:
+def expected_records(venue: str, capture: int, data: Path, ticks_only: bool) -> int:
     cls = venue_class(venue)
     symbols = ONE_SYMBOL.get((venue, capture), [])
-    return len(replay(cls(symbols), load(cls, data, capture), default_symbol=symbols[0] if symbols else None))
+    records = replay(cls(symbols), load(cls, data, capture), default_symbol=symbols[0] if symbols else None)
+    return sum(1 for r in records if not (ticks_only and isinstance(r, L2Update)))
 
 
 def make_topics(bootstrap: str, partitions: int) -> dict[str, str]:
@@ -132,6 +138,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
           f"{platform.python_version()}, {platform.platform()}")
     print(f"feeds: {args.feeds} x {args.venue} capture {args.capture}, speed {args.speed or 'max'}"
+          f"{', trades and quotes only' if args.ticks_only else ''}"
           f"{', no Kafka (records counted, not produced)' if args.no_kafka else ''}")
     print(f"ticks acked by Kafka: {ticks:,} of {r['expected']:,} (trades {r['trades']:,}, quotes {r['quotes']:,}, "
           f"book updates {r['books']:,}); frames {r['messages']:,}; queue drops {r['drops']:,}; gaps {r['gaps']}")
@@ -155,6 +162,7 @@ def main() -> int:
     p.add_argument("--max-seconds", type=float, default=300.0)
     p.add_argument("--data", type=Path, default=conf.exchange_data)
     p.add_argument("--linger-ms", type=float, help="librdkafka linger.ms (default: the publisher's)")
+    p.add_argument("--ticks-only", action="store_true", help="the fakes serve trades and quotes, no book frames")
     p.add_argument("--no-kafka", action="store_true", help="count records instead of producing them")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -168,11 +176,11 @@ def main() -> int:
     manager = ctx.Manager()
     ports, ready = manager.list(), manager.Event()
     child = ctx.Process(target=serve_fakes, args=(
-        args.venue, args.capture, args.data, args.feeds, args.speed, ports, ready), daemon=True)
+        args.venue, args.capture, args.data, args.feeds, args.speed, ports, ready, args.ticks_only), daemon=True)
     child.start()
     topics: dict[str, str] = {}
     try:
-        total = expected_records(args.venue, args.capture, args.data) * args.feeds
+        total = expected_records(args.venue, args.capture, args.data, args.ticks_only) * args.feeds
         ready.wait(120)
         topics = {} if args.no_kafka else make_topics(args.bootstrap, args.partitions)
         import uvloop

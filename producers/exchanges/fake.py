@@ -58,6 +58,7 @@ class FakeConfig:
     after: int = 200  # frames sent on a connection before misbehaving
     repeat: bool = False  # misbehave on every connection, not only once
     wait_subscribe_s: float = 10.0  # start anyway if the client says nothing
+    exclude: bytes = b""  # frames containing these bytes are not served (e.g. b'"depthUpdate"': ticks only)
 
 
 @dataclass
@@ -77,7 +78,10 @@ class FakeExchange:
         for m in self.config.misbehave:
             if m not in MISBEHAVIOURS:
                 raise ExchangeError(f"unknown misbehaviour {m!r}; known: {', '.join(MISBEHAVIOURS)}")
-        self.frames = [f for f in frames if f.kind in ("recv", "http")]
+        excluded = self.config.exclude
+        self.frames = [
+            f for f in frames if f.kind in ("recv", "http") and not (excluded and excluded in f.payload)
+        ]
         self.wire = [ws_frame(f.payload) if f.kind == "recv" else b"" for f in self.frames]
         self.recorded_rest = self._recorded_rest()
         self.stats = FakeStats()
