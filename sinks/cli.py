@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -86,25 +88,32 @@ def _connect(args: argparse.Namespace) -> psycopg.Connection:
         raise StoreUnavailable(f"cannot connect to PostgreSQL: {str(e).strip()}") from e
 
 
+@contextlib.contextmanager
+def _translated(doing: str) -> Iterator[None]:
+    """psycopg errors of a db command become one SinkError naming what was being done."""
+    try:
+        yield
+    except psycopg.Error as e:
+        raise SinkError(f"{doing} failed: {str(e).strip()}") from e
+
+
 def run_migrate(args: argparse.Namespace) -> int:
     conf = settings.load()
-    with _connect(args) as conn:
+    with _connect(args) as conn, _translated("migrate"):
         report = migrate.migrate(conn)
         print(f"mode: {schema.mode_text(conn, report.mode)}")
         for m in report.applied:
             print(f"applied {m.name}")
         print(f"{len(report.applied)} applied, {report.already} already applied")
         if report.mode == migrate.TIMESCALE:
-            try:
+            with _translated("setting the TimescaleDB policies"):
                 for line in schema.apply_policies(conn, conf):
                     print(f"policy: {line}")
-            except psycopg.Error as e:
-                raise SinkError(f"setting the TimescaleDB policies failed: {str(e).strip()}") from e
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
-    with _connect(args) as conn:
+    with _connect(args) as conn, _translated("status"):
         st = schema.status(conn)
     print(f"mode: {st.mode}")
     for a in st.applied:
@@ -125,10 +134,8 @@ def run_refresh(args: argparse.Namespace) -> int:
     with _connect(args) as conn:
         while True:
             started = time.monotonic()
-            try:
+            with _translated("refresh"):
                 done = schema.refresh(conn, conf)
-            except psycopg.Error as e:
-                raise SinkError(f"refresh failed: {str(e).strip()}") from e
             logger.info("refresh done in %.2f s: %s", time.monotonic() - started, "; ".join(done))
             if not args.every:
                 print("\n".join(done))

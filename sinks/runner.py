@@ -122,6 +122,8 @@ class Sink:
                     logger.info("idle for %.1f s with everything stored: stopping", self.config.idle_exit_s)
                     break
             return self._drain()
+        except KafkaException as e:
+            raise SinkError(f"Kafka failed: {e}") from e
         finally:
             self._close()
 
