@@ -2,7 +2,7 @@
 
 A row is a tuple in a table's column order (see :mod:`sinks.tables`); ``ts`` columns carry integer nanoseconds
 since the UNIX epoch and are written as microseconds since 2000-01-01, PostgreSQL's timestamptz. Binary COPY is
-about 1.4x faster than text COPY for these rows (docs/benchmarks.md), and encoding here runs at about 800k BBO
+1.5-3.5x faster than text COPY for these rows (docs/benchmarks.md), and encoding here runs at about 1.2M BBO
 rows/s, faster than the server consumes them.
 
 Each table gets one encoder function, generated once from its columns: rows without NULLs go through a single
