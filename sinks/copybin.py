@@ -1,6 +1,7 @@
 """PostgreSQL binary COPY encoding of sink rows, without building datetime objects.
 
-A row is a tuple in a table's column order (see :mod:`sinks.tables`); ``ts`` columns carry integer nanoseconds
+A row is a tuple in a table's column order (see :mod:`sinks.tables`), or for a table with ``fields`` the decoded
+record itself, whose attributes the encoder reads; ``ts`` columns carry integer nanoseconds
 since the UNIX epoch and are written as microseconds since 2000-01-01, PostgreSQL's timestamptz. Binary COPY is
 1.5-3.5x faster than text COPY for these rows (docs/benchmarks.md), and encoding here runs at about 1.2M BBO
 rows/s, faster than the server consumes them.
