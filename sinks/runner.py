@@ -185,7 +185,9 @@ class Sink:
         self._commit_finished()
         self._flow_control()
         now = self._clock()
-        msgs = self._consumer.consume(self.config.consume_batch, self._acc.wait_s(now, POLL_CAP_S))
+        # paused, a due batch may be waiting for room in the writer's queue: poll at the cap instead of spinning
+        timeout = POLL_CAP_S if self._paused else self._acc.wait_s(now, POLL_CAP_S)
+        msgs = self._consumer.consume(self.config.consume_batch, timeout)
         now = self._clock()
         if msgs:
             if self.first_message_at is None:
