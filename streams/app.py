@@ -18,6 +18,7 @@ from streams.keeper import Keeper, KeeperConfig
 from streams.metrics import Metrics
 from streams.output import ConfluentSink, FaustSink, OutputSink
 from streams.runtime import Runtime, TableStore
+from streams.transport import BookApp
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def faust_settings(config: WorkerConfig) -> dict[str, Any]:
 
 def create_app(config: WorkerConfig) -> tuple[faust.App, Runtime]:
     config.workdir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(config.app_id, **faust_settings(config))
+    app = BookApp(config.app_id, **faust_settings(config))
+    app.fetch_wait_ms = config.fetch_wait_ms
     raw: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     frames = app.topic(config.topics.frames, schema=raw, partitions=config.partitions)
     # not schema=: the table would set its (JSON) serializers on the shared schema; bytes types give raw ones

@@ -26,6 +26,7 @@ class WorkerConfig:
     gap_threshold: int = 0
     crossed_policy: str = "keep"
     loop: str = "uvloop"
+    fetch_wait_ms: int = 10
     topics: OutputTopics = field(default_factory=OutputTopics)
 
     @property
@@ -52,5 +53,6 @@ class WorkerConfig:
             publisher=settings.streams_publisher, session_timeout_s=settings.streams_session_timeout_ms / 1000,
             standby_replicas=settings.streams_standby_replicas, gap_threshold=settings.streams_gap_threshold,
             crossed_policy=settings.crossed_policy, loop=settings.streams_loop,
+            fetch_wait_ms=settings.streams_fetch_wait_ms,
             topics=OutputTopics.with_prefix(topic_prefix),
         )

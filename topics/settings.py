@@ -65,6 +65,7 @@ class Settings:
     streams_standby_replicas: int = 0  # Faust standby copies of the checkpoint table on other workers
     streams_gap_threshold: int = 0  # report a sequence jump larger than this as a gap anomaly (0: off)
     streams_loop: str = "uvloop"  # event loop of `orderflow worker`: uvloop or asyncio
+    streams_fetch_wait_ms: int = 10  # longest a worker's fetch waits at the broker (Faust's own: 1500)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -94,6 +95,7 @@ class Settings:
             ("streams_web_port", self.streams_web_port, 1, 65535),
             ("streams_standby_replicas", self.streams_standby_replicas, 0, 16),
             ("streams_gap_threshold", self.streams_gap_threshold, 0, 4_294_967_295),
+            ("streams_fetch_wait_ms", self.streams_fetch_wait_ms, 1, 60_000),
             ("exchange_queue_max", self.exchange_queue_max, 1, 10_000_000),
             ("exchange_metrics_port", self.exchange_metrics_port, 0, 65535),
         ):

@@ -1,0 +1,45 @@
+"""Faust's Kafka transport with a short fetch wait, and the app class that uses it.
+
+Faust creates its aiokafka consumer with ``fetch_max_wait_ms=1500``, fixed. aiokafka leaves a partition out of a
+fetch request while records of it wait to be consumed, and sends at most one fetch request per broker at a time;
+so when the busy partition's records are consumed while a request for the idle partitions is in flight, the busy
+partition is not fetched again until that request returns: up to 1.5 s later. Measured at 2,000 records/s on this
+machine, BBO latency showed a saw-tooth of ~1.5 s stalls. A short wait bounds the stall; the cost is that an idle
+worker asks the broker for data ``1000 / fetch_wait_ms`` times a second.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TransportT
+
+DEFAULT_FETCH_WAIT_MS = 10
+
+
+class ConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka reads it when the consumer starts its fetcher, after this
+        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", DEFAULT_FETCH_WAIT_MS)
+        return consumer
+
+
+class Consumer(driver.Consumer):
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(driver.Transport):
+    Consumer = Consumer
+
+
+class BookApp(faust.App):
+    """A Faust app whose consumer waits at most ``fetch_wait_ms`` for a fetch (see the module docstring)."""
+
+    fetch_wait_ms = DEFAULT_FETCH_WAIT_MS
+
+    def _new_transport(self) -> TransportT:
+        return Transport(self.conf.broker_consumer, self)
