@@ -42,7 +42,6 @@ class PgStore:
                                         application_name=application_name)
         except psycopg.Error as e:
             _raise(e, "connecting")
-        self._staging: set[str] = set()
         self.merges = 0  # batches that took the merge path (replays)
 
     def write_batch(self, rows: Mapping[str, Sequence[Item]]) -> dict[str, int]:
@@ -76,12 +75,9 @@ class PgStore:
 
     def _merge(self, table: TableSpec, rows: Sequence[Item]) -> int:
         stage = f"_stage_{table.name}"
-        if stage not in self._staging:
-            self.conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(
-                sql.Identifier(stage), sql.Identifier(table.name)))
-            self._staging.add(stage)
-        else:
-            self.conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
+        # created in this transaction if needed (a rolled-back creation must not be assumed later); emptied at commit
+        self.conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(
+            sql.Identifier(stage), sql.Identifier(table.name)))
         self._copy(stage, table, rows)
         cols = sql.SQL(", ").join(map(sql.Identifier, table.column_names))
         cur = self.conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(

@@ -86,3 +86,14 @@ def test_a_new_connection_sees_committed_rows(store_factory: Callable[[], RowSto
     first.commit()
     first.close()
     assert store_factory().count("bbo") == 5
+
+
+def test_a_replay_after_a_rolled_back_replay_still_merges(store: RowStore) -> None:
+    rows = bbo_rows(20)
+    store.write_batch({"bbo": rows[:10]})
+    store.commit()
+    assert store.write_batch({"bbo": rows}) == {"bbo": 10}
+    store.rollback()
+    assert store.write_batch({"bbo": rows}) == {"bbo": 10}
+    store.commit()
+    assert store.count("bbo") == 20
