@@ -128,6 +128,11 @@ class BinanceSpot(Venue):
         self._first.clear()
 
     def parse(self, raw: bytes, ts_recv: int) -> list[Record]:
+        """A combined-stream frame -> records. Sample (spot trade)::
+
+            {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,
+             "p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}
+        """
         if raw[:10] != b'{"stream":':
             return self._control(raw)
         env = _env.decode(raw)

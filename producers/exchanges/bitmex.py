@@ -93,6 +93,11 @@ class Bitmex(Venue):
         self._ids.clear()
 
     def parse(self, raw: bytes, ts_recv: int) -> list[Record]:
+        """A realtime frame -> records. Sample (book insert)::
+
+            {"table":"orderBookL2","action":"insert","data":[{"symbol":"SOLUSDT","id":54899972480,"side":"Sell",
+             "size":991,"price":27.52}]}
+        """
         m = _message.decode(raw)
         if m.table == "orderBookL2":
             return self._book(m.action, _book.decode(m.data), ts_recv)

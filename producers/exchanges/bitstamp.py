@@ -90,6 +90,11 @@ class Bitstamp(Venue):
         self._first.clear()
 
     def parse(self, raw: bytes, ts_recv: int) -> list[Record]:
+        """A v2 frame -> records. Sample (order book diff)::
+
+            {"data":{"timestamp":"1641343691","microtimestamp":"1641343691310202","bids":[],"asks":[["1.17438",
+             "853.01809477"],["1.17484","0.00000000"]]},"channel":"diff_order_book_adaeur","event":"data"}
+        """
         m = _message.decode(raw)
         if m.event == "data" and m.channel.startswith("diff_order_book_"):
             return self._diff(m.channel[16:], _diff.decode(m.data), ts_recv)

@@ -103,6 +103,12 @@ class Bybit(Venue):
         ]
 
     def parse(self, raw: bytes, ts_recv: int) -> list[Record]:
+        """A v1 frame -> records. Sample (inverse book delta)::
+
+            {"topic":"orderBookL2_25.EOSUSD","type":"delta","data":{"delete":[],"update":[{"price":"7.971",
+             "symbol":"EOSUSD","id":79710,"side":"Buy","size":47766}],"insert":[],"transactTimeE6":0},
+             "cross_seq":1225777225,"timestamp_e6":1618677786598877}
+        """
         m = _message.decode(raw)
         if m.success is not None:
             if not m.success:

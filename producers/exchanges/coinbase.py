@@ -97,6 +97,11 @@ class Coinbase(Venue):
         self._seq.clear()
 
     def parse(self, raw: bytes, ts_recv: int) -> list[Record]:
+        """A feed message -> records. Sample (level2 change)::
+
+            {"type":"l2update","product_id":"SKL-BTC","changes":[["sell","0.00001306","660.5"]],
+             "time":"2021-04-17T16:43:37.075687Z"}
+        """
         kind = _head.decode(raw)
         t = kind.type
         if t == "l2update":

@@ -103,6 +103,12 @@ class Deribit(Venue):
         return [msgspec.json.encode(req).decode()]
 
     def parse(self, raw: bytes, ts_recv: int) -> list[Record]:
+        """A JSON-RPC frame -> records. Sample (book change)::
+
+            {"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-24SEP21-8000-P.raw","data":{
+             "type":"change","timestamp":1626993724318,"prev_change_id":33195894164,"instrument_name":
+             "BTC-24SEP21-8000-P","change_id":33195894355,"bids":[],"asks":[["new",0.001,2.6]]}}}
+        """
         m = _message.decode(raw)
         if m.params is None:
             if m.error:

@@ -63,6 +63,11 @@ class Gemini(Venue):
         return [msgspec.json.encode(req).decode()]
 
     def parse(self, raw: bytes, ts_recv: int) -> list[Record]:
+        """A v2 market-data frame -> records. Sample (trade)::
+
+            {"type":"trade","symbol":"ANKRUSD","event_id":45465818387,"timestamp":1624493670759,
+             "price":"0.07946","quantity":"1020.482111","side":"buy"}
+        """
         head = _head.decode(raw)
         if head.type == "l2_updates":
             return self._changes(_l2.decode(raw), ts_recv)

@@ -68,6 +68,11 @@ class Hyperliquid(Venue):
         ]
 
     def parse(self, raw: bytes, ts_recv: int) -> list[Record]:
+        """A frame -> records. Sample (trades)::
+
+            {"channel":"trades","data":[{"coin":"BTC","side":"B","px":"105056.0","sz":"0.00219",
+             "time":1737918794873,"tid":121451470284048,"hash":"0xde47...","users":["0xe9ed...","0x6802..."]}]}
+        """
         m = _message.decode(raw)
         if m.channel == "l2Book":
             return self._book(_book.decode(m.data), ts_recv)

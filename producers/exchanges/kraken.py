@@ -87,6 +87,10 @@ class Kraken(Venue):
         return [msgspec.json.encode({"event": "subscribe", "pair": pairs, "subscription": s}).decode() for s in subs]
 
     def parse(self, raw: bytes, ts_recv: int) -> list[Record]:
+        """A v1 frame -> records. Sample (book update with checksum)::
+
+            [992,{"b":[["354.15000000","5.00000000","1618678133.365913"]],"c":"2583817756"},"book-1000","XMR/USD"]
+        """
         msg = msgspec.json.decode(raw)
         if isinstance(msg, dict):
             event = msg.get("event")

@@ -115,6 +115,12 @@ class Okx(Venue):
         return [msgspec.json.encode({"op": "subscribe", "args": args}).decode()]
 
     def parse(self, raw: bytes, ts_recv: int) -> list[Record]:
+        """A v5 public frame -> records. Sample (books update)::
+
+            {"arg":{"channel":"books","instId":"BTC-USD-220527"},"action":"update","data":[{"asks":[["30249.4","0",
+             "0","0"],["30261","4","0","1"]],"bids":[["30182.6","452","0","1"]],"ts":"1652459225464",
+             "checksum":-914047754}]}
+        """
         if raw == b"pong":
             return []
         m = _message.decode(raw)
