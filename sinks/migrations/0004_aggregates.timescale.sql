@@ -19,7 +19,7 @@ SELECT time_bucket(INTERVAL '1 second', ts) AS bucket, instrument_id, publisher_
        sum(crossed::int) AS crossed_updates
 FROM bbo
 WHERE bid_px IS NOT NULL AND ask_px IS NOT NULL
-GROUP BY 1, 2, 3
+GROUP BY bucket, instrument_id, publisher_id
 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW bbo_1m WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
@@ -37,7 +37,7 @@ SELECT time_bucket(INTERVAL '1 minute', ts) AS bucket, instrument_id, publisher_
        sum(crossed::int) AS crossed_updates
 FROM bbo
 WHERE bid_px IS NOT NULL AND ask_px IS NOT NULL
-GROUP BY 1, 2, 3
+GROUP BY bucket, instrument_id, publisher_id
 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW book_ohlcv_1m WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
@@ -51,7 +51,7 @@ SELECT time_bucket(INTERVAL '1 minute', ts) AS bucket, instrument_id, publisher_
        sum(price::numeric * size) / nullif(sum(size), 0) / 1e9 AS vwap
 FROM book_trades
 WHERE NOT synthetic
-GROUP BY 1, 2, 3
+GROUP BY bucket, instrument_id, publisher_id
 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW exchange_ohlcv_1m WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
@@ -64,5 +64,5 @@ SELECT time_bucket(INTERVAL '1 minute', ts) AS bucket, venue, symbol,
        count(*) AS trades,
        sum(price::numeric * size) / nullif(sum(size), 0) / 1e9 AS vwap
 FROM exchange_trades
-GROUP BY 1, 2, 3
+GROUP BY bucket, venue, symbol
 WITH NO DATA;
