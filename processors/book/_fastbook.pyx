@@ -82,6 +82,7 @@ cdef extern from "_fastbook_core.hpp":
     cdef cppclass OrderMap "fb::OrderMap":
         size_t size()
         Order* get(uint64_t key)
+        void prefetch(uint64_t key)
 
     cdef cppclass Channel "fb::Channel":
         int64_t seq, cursor
@@ -162,7 +163,9 @@ cdef class Book:
     cdef dict _odd_codes
     cdef bint _crossed_seen
     cdef int64_t _pub_c, _inst_c
-    cdef object _bid_cache, _ask_cache
+    cdef object _bid_cache, _ask_cache  # the Level objects bbo() last returned, and their values
+    cdef int64_t _bid_c[3]
+    cdef int64_t _ask_c[3]
 
     def __cinit__(self, *args, **kwargs):
         self.core = new Core()
@@ -391,13 +394,17 @@ cdef class Book:
         p_, s_, o_, f_, q_, c_, tr_, te_ = cols
         cdef list points = []
         cdef Rec r
+        cdef uint64_t next_oid = o_[0] if n else 0
         cdef _BboTrack track = _BboTrack(self, bbo_changes)
         for i in range(n):
+            r.oid = next_oid
+            if i + 1 < n:
+                next_oid = o_[i + 1]
+                self.core.orders.prefetch(next_oid)  # the order map is the one structure that misses the cache
             r.action = PyUnicode_READ_CHAR(action, i)
             r.side = PyUnicode_READ_CHAR(side, i)
             r.price = p_[i]
             r.size = s_[i]
-            r.oid = o_[i]
             r.flags = f_[i]
             r.sequence = q_[i]
             r.channel = c_[i]
@@ -429,12 +436,16 @@ cdef class Book:
         cdef Rec r
         cdef _BboTrack track = _BboTrack(self, bbo_changes)
         cdef uint16_t pub
-        cdef uint32_t inst, u32
+        cdef uint32_t inst
+        cdef uint64_t next_oid
         cdef const uint8_t* p
         pos = 0
         while pos < n:
             p = &buf[pos]
             length = p[0] * 4
+            if pos + length + MBO_SIZE <= n:  # the next record's order: start fetching its map slot
+                memcpy(&next_oid, p + length + 16, 8)
+                self.core.orders.prefetch(next_oid)
             if p[1] == MBO_RTYPE and length >= MBO_SIZE:
                 memcpy(&pub, p + 2, 2)
                 memcpy(&inst, p + 4, 4)
@@ -460,19 +471,19 @@ cdef class Book:
         cdef Level_* lv = self.core.bids.best()
         if lv == NULL:
             return None
-        cached = self._bid_cache
-        if cached is None or not _same_level(cached, lv):
-            cached = self._bid_cache = _level(lv)
-        return cached
+        if self._bid_cache is None or not _same_level(self._bid_c, lv):
+            self._bid_cache = _level(lv)
+            _keep_level(self._bid_c, lv)
+        return self._bid_cache
 
     cdef object _ask_level(self):
         cdef Level_* lv = self.core.asks.best()
         if lv == NULL:
             return None
-        cached = self._ask_cache
-        if cached is None or not _same_level(cached, lv):
-            cached = self._ask_cache = _level(lv)
-        return cached
+        if self._ask_cache is None or not _same_level(self._ask_c, lv):
+            self._ask_cache = _level(lv)
+            _keep_level(self._ask_c, lv)
+        return self._ask_cache
 
     cdef Side* _query_side(self, str side) except NULL:
         if side == "B":
@@ -672,9 +683,14 @@ cdef class _BboTrack:
             self.bid, self.ask = bid, ask
 
 
-cdef inline bint _same_level(object cached, Level_* lv):
-    cdef int64_t count = lv.count - (lv.tob != NULL)
-    return cached.price == lv.price and cached.size == lv.total and cached.count == count
+cdef inline bint _same_level(int64_t* cached, Level_* lv) noexcept:
+    return cached[0] == lv.price and cached[1] == lv.total and cached[2] == lv.count - (lv.tob != NULL)
+
+
+cdef inline void _keep_level(int64_t* cached, Level_* lv) noexcept:
+    cached[0] = lv.price
+    cached[1] = lv.total
+    cached[2] = lv.count - (lv.tob != NULL)
 
 
 cdef inline object _level(Level_* lv):

@@ -160,6 +160,7 @@ class OrderMap {  // order id -> Order*, linear probing, backward-shift deletion
         --n_;
     }
     void clear() { reset(64); }
+    void prefetch(uint64_t k) const { __builtin_prefetch(&slots_[mix64(k) & mask_]); }
 
   private:
     struct Slot { uint64_t key; Order* val; };
