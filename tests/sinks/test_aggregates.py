@@ -3,6 +3,7 @@ same bars computed independently, in Python with exact decimals, from the rows t
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from decimal import Decimal, localcontext
@@ -117,3 +118,38 @@ def test_synthetic_fills_are_left_out_of_the_ohlcv(loaded_dsn: str) -> None:
     (real,) = fetch(loaded_dsn, "SELECT count(*) FROM book_trades WHERE NOT synthetic")[0]
     (synthetic,) = fetch(loaded_dsn, "SELECT count(*) FROM book_trades WHERE synthetic")[0]
     assert trades == real and synthetic > 0
+
+
+EMULATION = """
+CREATE FUNCTION time_bucket(width interval, ts timestamptz) RETURNS timestamptz LANGUAGE sql IMMUTABLE
+    AS $$ SELECT date_bin(width, ts, TIMESTAMPTZ '2000-01-03 00:00:00+00') $$;
+CREATE FUNCTION _first_step(state bigint[], v bigint, t bigint) RETURNS bigint[] LANGUAGE sql IMMUTABLE
+    AS $$ SELECT CASE WHEN state IS NULL OR t < state[2] THEN ARRAY[v, t] ELSE state END $$;
+CREATE FUNCTION _last_step(state bigint[], v bigint, t bigint) RETURNS bigint[] LANGUAGE sql IMMUTABLE
+    AS $$ SELECT CASE WHEN state IS NULL OR t >= state[2] THEN ARRAY[v, t] ELSE state END $$;
+CREATE FUNCTION _value(state bigint[]) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$ SELECT state[1] $$;
+CREATE AGGREGATE first(bigint, bigint) (SFUNC = _first_step, STYPE = bigint[], FINALFUNC = _value);
+CREATE AGGREGATE last(bigint, bigint) (SFUNC = _last_step, STYPE = bigint[], FINALFUNC = _value);
+"""
+
+
+def test_the_timescaledb_aggregates_select_the_same_rows_as_the_plain_stand_ins(loaded_dsn: str) -> None:
+    """TimescaleDB is not installed here: its time_bucket/first/last are emulated in a scratch schema and the
+    continuous aggregates' SELECTs, taken from 0004_aggregates.timescale.sql, are compared with the plain views."""
+    from sinks import migrate
+
+    text = (migrate.MIGRATIONS_DIR / "0004_aggregates.timescale.sql").read_text()
+    views = re.findall(r"CREATE MATERIALIZED VIEW (\w+) WITH \([^)]*\) AS\n(.*?)\nWITH NO DATA;", text, re.S)
+    assert [name for name, _ in views] == list(schema.AGGREGATE_NAMES)
+    with psycopg.connect(loaded_dsn, autocommit=True) as conn:
+        base = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+        conn.execute(f"CREATE SCHEMA {base}_ts")
+        try:
+            conn.execute(f"SET search_path = {base}_ts, {base}")
+            conn.execute(EMULATION)
+            for name, select in views:
+                got = conn.execute(f"{select} EXCEPT ALL SELECT * FROM {base}.{name}").fetchall()
+                missing = conn.execute(f"SELECT * FROM {base}.{name} EXCEPT ALL {select}").fetchall()
+                assert got == [] and missing == [], name
+        finally:
+            conn.execute(f"DROP SCHEMA {base}_ts CASCADE")
