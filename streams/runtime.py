@@ -18,7 +18,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -90,7 +90,8 @@ class Runtime:
         self.metrics = metrics
         self.pending: dict[int, deque[EventT]] = {}  # handled, not yet acked, per partition
         self.last_checkpoint: dict[int, float] = {}
-        self.lock = asyncio.Lock()  # one checkpoint at a time; rebalances wait for the one in flight
+        self.inflight: asyncio.Future[None] | None = None  # the checkpoint (or claim) being made durable
+        self._dying: asyncio.Future[None] | None = None
         self.ready = False
         self.fatal: BaseException | None = None
         # the group's committed offsets of some partitions (for the lag before the first frame); none by default
@@ -124,7 +125,7 @@ class Runtime:
         self._observe(started, outputs)
         self.pending.setdefault(partition, deque()).append(event)
         if time.monotonic() - self.last_checkpoint.get(partition, 0.0) >= self.config.commit_interval_s:
-            await self.checkpoint(partition)
+            self.start_checkpoint(partition)
 
     def _observe(self, started: float, outputs: list[Any]) -> None:
         metrics = self.metrics
@@ -140,27 +141,56 @@ class Runtime:
 
     async def claim(self, partition: int) -> None:
         """Make the partition marker durable before the first output of a partition never processed before."""
-        async with self.lock:
-            plan = self.keeper.plan_claim(partition, time.time_ns())
-            if plan is not None:
-                await self._write(plan)
+        await self.settle()
+        plan = self.keeper.plan_claim(partition, time.time_ns())
+        if plan is not None:
+            self._run(self._write(plan))
+            await self.settle()
 
     # ------------------------------------------------------------------ checkpoints
 
+    def start_checkpoint(self, partition: int) -> None:
+        """Snapshot the changed books of ``partition`` now; flush the outputs, write the checkpoint and ack the
+        frames it covers in the background, so that the agent goes on while the broker acknowledges.
+        One checkpoint is in flight at a time."""
+        if self.inflight is not None:
+            return
+        self.last_checkpoint[partition] = time.monotonic()
+        plan = self.keeper.plan_checkpoint(partition, time.time_ns())
+        if plan is None:
+            self._ack_covered(partition)
+        else:
+            self._run(self._complete(plan))
+
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        self.inflight = asyncio.ensure_future(work)
+        self.inflight.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        self.inflight = None
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            assert error is not None
+            self._dying = asyncio.ensure_future(self.die(error))
+
+    async def settle(self) -> None:
+        """Wait until no checkpoint is in flight (its failure is handled by :meth:`die`)."""
+        while self.inflight is not None:
+            await asyncio.wait([self.inflight])
+
+    async def _complete(self, plan: CheckpointPlan) -> None:
+        started = time.perf_counter()
+        await self.sink.flush()
+        await self._write(plan)
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        self.metrics.checkpoint_bytes.observe(sum(len(v) for v in plan.entries.values()))
+        self._ack_covered(plan.partition)
+
     async def checkpoint(self, partition: int) -> None:
-        """Checkpoint ``partition`` (outputs flushed, changed books written and durable), then ack what it covers."""
-        async with self.lock:
-            self.last_checkpoint[partition] = time.monotonic()
-            plan = self.keeper.plan_checkpoint(partition, time.time_ns())
-            if plan is not None:
-                started = time.perf_counter()
-                await self.sink.flush()
-                await self._write(plan)
-                self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
-                self.metrics.checkpoint_bytes.observe(sum(len(v) for v in plan.entries.values()))
-            state = self.keeper.partitions.get(partition)
-            if state is not None:
-                self._ack(partition, state.checkpointed)
+        """Checkpoint ``partition`` and wait until it is durable and its frames acked."""
+        await self.settle()
+        self.start_checkpoint(partition)
+        await self.settle()
 
     async def _write(self, plan: CheckpointPlan) -> None:
         try:
@@ -169,8 +199,13 @@ class Runtime:
             raise StreamsError(f"checkpoint of partition {plan.partition} not written: {e!r}") from e
         self.keeper.completed(plan)
 
-    def _ack(self, partition: int, upto: int) -> None:
+    def _ack_covered(self, partition: int) -> None:
+        """Ack the handled frames of ``partition`` that a durable checkpoint covers (Faust may commit them)."""
+        state = self.keeper.partitions.get(partition)
         pending = self.pending.get(partition)
+        if state is None or not pending:
+            return
+        upto = state.checkpointed
         while pending and pending[0].message.offset <= upto:
             pending.popleft().ack()
 
@@ -180,7 +215,7 @@ class Runtime:
         for partition in list(self.keeper.partitions):
             idle = now - self.last_checkpoint.get(partition, 0.0) >= self.config.commit_interval_s
             if idle and self.pending.get(partition):
-                await self.checkpoint(partition)
+                self.start_checkpoint(partition)
 
     async def checkpoint_all(self) -> None:
         """Graceful stop: the latest MBP-10 of every changed book, then a checkpoint of every partition so that
@@ -202,8 +237,8 @@ class Runtime:
     async def on_revoked(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         """Signal: the group rebalances. No checkpoint may still be in flight when the partitions move."""
         self.ready = False
-        async with self.lock:
-            self.pending.clear()  # offsets restart from the committed ones; unacked frames come again
+        await self.settle()
+        self.pending.clear()  # offsets restart from the committed ones; unacked frames come again
 
     async def on_assigned(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         """Signal (argument: the new assignment): drop the books of partitions this worker no longer has."""

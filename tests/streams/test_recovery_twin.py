@@ -100,6 +100,7 @@ def test_frames_covered_by_a_checkpoint_are_skipped_after_restore() -> None:
         while not task.done():
             broker.store.release()
             await asyncio.sleep(0)
+        task.result()
         broker.commit()
         assert broker.committed[0] == 10
         broker.committed[0] = 4  # as if the commit had not gone through: frames 4..9 come again

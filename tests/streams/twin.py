@@ -125,25 +125,31 @@ class Crash(Exception):
 
 
 async def step(runtime: Runtime, event: Event, rng: random.Random, crash_now: bool) -> bool:
-    """Handle one frame; True when it completed. When a checkpoint write is in flight and ``crash_now``, a random
-    prefix of its entries becomes durable and the worker dies (False)."""
+    """Handle one frame; True when it completed. While a checkpoint (or claim) write is in flight, Faust's commit
+    timer may fire; with ``crash_now`` a random prefix of the write's entries becomes durable and the worker dies
+    (False)."""
     task = asyncio.ensure_future(runtime.on_event(event))  # type: ignore[arg-type]
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await _spin()
     store = event.broker.store
-    while not task.done():
+    while not task.done() or runtime.inflight is not None:
         if rng.random() < 0.5:  # Faust's commit timer fires while the checkpoint is in flight
             event.broker.commit()
         if crash_now:
             _land_prefix(store, rng)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            for pending in (task, runtime.inflight):
+                if pending is not None:
+                    pending.cancel()
+            await asyncio.gather(task, *(t for t in [runtime.inflight] if t), return_exceptions=True)
             return False
         store.release()
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await _spin()
     task.result()
     return True
+
+
+async def _spin() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
 
 
 def _land_prefix(store: MemoryCheckpointStore, rng: random.Random) -> None:
