@@ -18,14 +18,14 @@ class OptionalBuildExt(build_ext):
     def run(self) -> None:
         try:
             super().run()
-        except Exception as exc:  # noqa: BLE001 - any build failure leaves the pure engine in place
+        except Exception as exc:  # any build failure leaves the pure engine in place
             print(f"orderflow: compiled book core not built ({exc}); the pure-Python engine will be used",
                   file=sys.stderr)
 
     def build_extension(self, ext: object) -> None:
         try:
-            super().build_extension(ext)  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001
+            super().build_extension(ext)
+        except Exception as exc:
             print(f"orderflow: compiled book core not built ({exc}); the pure-Python engine will be used",
                   file=sys.stderr)
 

@@ -59,7 +59,7 @@ class Day:
         first = msgs[0]
         self.key = (int(first.publisher_id), first.instrument_id)
         self.rows: list[Row] = [
-            (m.action.value, m.side.value, m.price, m.size, m.order_id, int(m.flags), m.sequence, m.channel_id,
+            (m.action.value, m.side.value, m.price, m.size, m.order_id, int(m.flags), m.sequence, m.channel_id,  # type: ignore[union-attr]
              m.ts_recv, m.ts_event)
             for m in msgs if (int(m.publisher_id), m.instrument_id) == self.key
         ]
@@ -112,7 +112,7 @@ def decoded_by_databento(day: Day) -> Callable[[], None]:
         decoder.write(decompress(day.compressed))
         for m in decoder.decode():
             if isinstance(m, databento_dbn.MBOMsg) and apply(
-                m.action.value, m.side.value, m.price, m.size, m.order_id, m.flags, m.sequence, m.channel_id,
+                m.action.value, m.side.value, m.price, m.size, m.order_id, m.flags, m.sequence, m.channel_id,  # type: ignore[union-attr]
                 m.ts_recv, m.ts_event,
             ):
                 bbo()

@@ -192,7 +192,7 @@ def test_engines_agree_at_every_consistency_point_of_esh4(shared_data: object, p
 
     assert list(points(fast, records)) == list(points(pure, records))
     assert fast.stats == pure.stats
-    assert_same_state(pure, fast)  # type: ignore[arg-type]
+    assert_same_state(pure, fast)
 
 
 @pytest.mark.parametrize("name", bd.ALL_MBO_FILES)
