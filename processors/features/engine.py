@@ -170,7 +170,7 @@ class FeatureEngine:
         }
         arrays = {f"quotes.{k}": v for k, v in self.quotes.arrays(len(self.instruments)).items()}
         for i, iv in enumerate(self.intervals):
-            arrays.update(iv.state(f"iv{i}."))
+            arrays.update(iv.state(f"iv{i}.", len(self.instruments)))
         return pack(STATE_KIND, STATE_VERSION, meta, arrays)
 
     @classmethod
@@ -183,7 +183,7 @@ class FeatureEngine:
             engine.slot(name)
         engine.quotes.load({k[7:]: v for k, v in arrays.items() if k.startswith("quotes.")})
         for i, (iv, (t, bar_end)) in enumerate(zip(engine.intervals, meta["bars"], strict=True)):
-            iv.load(arrays, f"iv{i}.")
+            iv.load(arrays, f"iv{i}.", engine.capacity)
             iv.t, iv.bar_end = t, bar_end
         return engine
 

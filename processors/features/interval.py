@@ -93,13 +93,15 @@ class IntervalEngine:
         """Exact pair sums for ``rows`` whose peer changed."""
         self.pairs.recompute(self.ring, rows, self.t - 1, peers)
 
-    def state(self, prefix: str) -> Arrays:
+    def state(self, prefix: str, n: int) -> Arrays:
+        """The arrays of the first ``n`` slots (the unused capacity is not saved)."""
         out: Arrays = {f"{prefix}acc.{k}": v for k, v in self.acc.arrays().items()}
         for name, part in self.stateful.items():
-            out.update(part.state(prefix + name))
+            out.update({k: v[:n] for k, v in part.state(prefix + name).items()})
         return out
 
-    def load(self, arrays: Arrays, prefix: str) -> None:
+    def load(self, arrays: Arrays, prefix: str, capacity: int) -> None:
         self.acc.load({k[len(prefix) + 4:]: v for k, v in arrays.items() if k.startswith(f"{prefix}acc.")})
         for name, part in self.stateful.items():
             part.load(arrays, prefix + name)
+            part.grow(capacity)

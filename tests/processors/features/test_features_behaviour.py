@@ -164,3 +164,19 @@ def test_errors() -> None:
     (frame, *_rest) = engine.advance_to(SECOND)
     with pytest.raises(UnknownFeatureError):
         frame.column("nope")
+
+
+def test_restored_engine_takes_new_instruments() -> None:
+    cfg = FeatureConfig(intervals_ns=(SECOND,))
+    engine = FeatureEngine(cfg, capacity=1)
+    engine.advance_to(0)
+    quote = QuoteTick(venue="v", symbol="S", ts_event=1, ts_recv=1, bid_px=PX, bid_sz=PX, ask_px=2 * PX, ask_sz=PX)
+    engine.feed(quote)
+    engine.advance_to(SECOND)
+    restored = FeatureEngine.restore(engine.checkpoint())
+    for name in ("a", "b", "c"):
+        restored.feed(QuoteTick(venue="w", symbol=name, ts_event=2, ts_recv=2, bid_px=PX, bid_sz=PX, ask_px=3 * PX,
+                                ask_sz=PX))
+    (frame,) = restored.advance_to(2 * SECOND)
+    assert frame.instruments == ["v:S", "w:a", "w:b", "w:c"]
+    assert frame.column("ret").tolist()[0] == 0.0 and math.isnan(frame.column("ret")[1])
