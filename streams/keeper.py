@@ -17,6 +17,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from processors.book import Book
 from streams import checkpoint as cp
@@ -194,9 +195,7 @@ class Keeper:
         return (self.config.topics.deadletter, topic.encode(), encode(record))
 
     def _count(self, out: list[Output]) -> None:
-        outputs = self.tally.outputs
-        for topic, _, _ in out:
-            outputs[topic] += 1
+        self.tally.outputs.update(map(itemgetter(0), out))
 
     def due_mbp10(self, now_s: float, force: bool = False) -> list[Output]:
         """MBP-10 snapshots whose interval has passed (the timer's flush of books that went quiet); with

@@ -21,6 +21,7 @@ from streams.publisher import Output
 logger = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 30.0
+POLL_EVERY = 10_000  # outputs between two polls of the producer (a poll costs a few hundred µs)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the dead-letter topic's limit; a frame up to 8 MB plus its envelope
 
 
@@ -60,6 +61,7 @@ class ConfluentSink:
         self.producer = Producer(config)
         self.error: KafkaError | None = None
         self.sent = 0
+        self._polled = 0
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -75,7 +77,9 @@ class ConfluentSink:
                 self.producer.poll(1.0)
                 produce(topic, value, key)
         self.sent += len(outputs)
-        self.producer.poll(0)
+        if self.sent - self._polled >= POLL_EVERY:  # serve error reports now and then; flush serves the rest
+            self._polled = self.sent
+            self.producer.poll(0)
 
     async def flush(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,8 +1,10 @@
 """Frame in, outputs out: one instrument's book and what it last published. Pure logic, no Kafka, no clock reads.
 
-At every consistency point (a record applied with F_LAST) a :class:`TrackedBook` publishes the BBO when it changed,
-notes crossings, and at the end of the frame drains the book's trades, turns counter increases (unknown orders,
-bad records, replayed records, F_MAYBE_BAD_BOOK, sequence gaps) into anomalies, and marks its MBP-10 due. Outputs
+A :class:`TrackedBook` applies a frame in one call (``Book.apply_frame``: the compiled engine loops in C) and
+publishes the BBO at every consistency point (a record applied with F_LAST) where it changed. Then, per frame, it
+counts crossed points (reporting a book becoming crossed and uncrossed), drains the book's trades, turns counter
+increases (unknown orders, bad records, replayed records, F_MAYBE_BAD_BOOK, sequence gaps) into anomalies, and
+marks its MBP-10 due. Outputs
 are ``(topic, key, value)`` with the key the instrument_id as decimal text and the value JSON, carrying the source
 ``sequence`` and ``ts_recv`` so that downstream can drop repeats.
 
@@ -114,26 +116,26 @@ class TrackedBook:
             self.mbp10_pending = True
 
     def _apply_records(self, frame: MboFrame, duplicate: bool, out: list[Output]) -> int:
+        """Apply the frame in one call (the compiled engine loops in C); publish the BBO changes it reports."""
         book, state, key, topic = self.book, self.state, self.key, self.topics.bbo
-        apply, bbo, stats = book.apply_fields, book.bbo, book.stats
-        bid, ask, points = state.bid, state.ask, 0
-        seq = ts_recv = ts_event = 0
-        for action, side, price, size, oid, flags, seq, chan, ts_recv, ts_event in zip(
-            frame.action, frame.side, frame.price, frame.size, frame.order_id, frame.flags, frame.sequence,
-            frame.channel_id, frame.ts_recv, frame.ts_event, strict=True,
-        ):
-            if not apply(action, side, price, size, oid, flags, seq, chan, ts_recv, ts_event):
-                continue
-            points += 1
-            new_bid, new_ask = bbo()
+        crossings = book.stats.crossings
+        changes: list[tuple[int, Level | None, Level | None]] = []
+        points = book.apply_frame(frame, None, changes)
+        if not points:
+            return 0
+        seqs, recvs, events = frame.sequence, frame.ts_recv, frame.ts_event
+        bid, ask = state.bid, state.ask
+        for i, new_bid, new_ask in changes:
             if new_bid != bid or new_ask != ask:
                 bid, ask = new_bid, new_ask
-                out.append((topic, key, self._bbo(bid, ask, seq, ts_recv, ts_event, duplicate)))
-            if stats.crossed_now or state.crossed:
-                self._crossing(stats.crossed_now, seq, ts_recv, ts_event, duplicate, out)
-            state.sequence, state.ts_recv, state.ts_event = seq, ts_recv, ts_event
+                out.append((topic, key, self._bbo(bid, ask, seqs[i], recvs[i], events[i], duplicate)))
         state.bid, state.ask = bid, ask
-        return points
+        last = points[-1]
+        state.sequence, state.ts_recv, state.ts_event = seqs[last], recvs[last], events[last]
+        crossed = book.stats.crossings - crossings
+        if crossed or state.crossed:
+            self._crossings(crossed, changes, frame, duplicate, out)
+        return len(points)
 
     def _bbo(self, bid: Level | None, ask: Level | None, seq: int, ts_recv: int, ts_event: int,
              duplicate: bool) -> bytes:
@@ -148,23 +150,24 @@ class TrackedBook:
             crossed=bid is not None and ask is not None and bid.price >= ask.price, duplicate=duplicate,
         ))
 
-    def _crossing(self, crossed_now: bool, seq: int, ts_recv: int, ts_event: int, duplicate: bool,
-                  out: list[Output]) -> None:
-        """Count a crossed consistency point; report entering (``crossed``) and leaving (``uncrossed``)."""
-        state = self.state
-        if crossed_now:
-            state.crossed_points += 1
-            self.tally["crossed"] += 1
-            if state.crossed:
-                return
-            state.crossed = True
-            bid, ask = self.book.bbo()
-            detail = f"best bid {_px(bid)} >= best ask {_px(ask)} (policy {self.book.crossed_policy})"
-            self._anomaly("crossed", detail, 1, seq, ts_recv, ts_event, duplicate, out, tally=False)
-        else:
+    def _crossings(self, crossed: int, changes: list[tuple[int, Level | None, Level | None]], frame: MboFrame,
+                   duplicate: bool, out: list[Output]) -> None:
+        """Count the frame's crossed consistency points; report a book becoming crossed (``crossed``) and no
+        longer being crossed at the frame's last point (``uncrossed``, with the episode's count)."""
+        state, stats = self.state, self.book.stats
+        where = (state.sequence, state.ts_recv, state.ts_event)
+        if crossed:
+            state.crossed_points += crossed
+            self.tally["crossed"] += crossed
+            if not state.crossed:
+                state.crossed = True
+                first = next(((b, a) for _, b, a in changes if b and a and b.price >= a.price), self.book.bbo())
+                detail = (f"best bid {_px(first[0])} >= best ask {_px(first[1])}; {crossed} crossed consistency "
+                          f"points in this frame (policy {self.book.crossed_policy})")
+                self._anomaly("crossed", detail, crossed, *where, duplicate, out, tally=False)
+        if state.crossed and not stats.crossed_now:
             detail = f"uncrossed after {state.crossed_points} crossed consistency points"
-            self._anomaly("uncrossed", detail, state.crossed_points, seq, ts_recv, ts_event, duplicate, out,
-                          tally=False)
+            self._anomaly("uncrossed", detail, state.crossed_points, *where, duplicate, out, tally=False)
             self.tally["uncrossed"] += 1
             state.crossed, state.crossed_points = False, 0
 
