@@ -27,6 +27,7 @@ from producers.exchanges.base import Record, Resync, Venue
 
 logger = logging.getLogger(__name__)
 TEXT, BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)  # the watchdog guards receiving
 YIELD_EVERY = 64  # frames handled before giving the event loop to the other tasks
 
 Sink = Callable[[list[Record]], object]
@@ -107,6 +108,7 @@ class Connector:
         try:
             async with self.session.ws_connect(
                 self.url, max_msg_size=0, autoping=True, heartbeat=None, decode_text=False,
+                timeout=WS_TIMEOUT,
             ) as ws:
                 self._on_connected()
                 for text in self.venue.subscribe_messages():
@@ -207,5 +209,7 @@ class Connector:
 
 
 async def _close_when(stop: asyncio.Event, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
+    """On stop, close the socket; a peer that does not answer the close handshake is cut off after 2 s."""
     await stop.wait()
-    await ws.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ws.close(), WS_TIMEOUT.ws_close)

@@ -154,30 +154,31 @@ class FakeExchange:
         self._new_shadow()  # a new session: REST answers restart from the recording
         await ws.prepare(request)
         self.stats.connections += 1
-        reader = asyncio.create_task(self._read_client(ws))
+        subscribed = asyncio.Event()
+        reader = asyncio.create_task(self._read_client(ws, subscribed))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(reader), self.config.wait_subscribe_s)
+            await asyncio.wait_for(subscribed.wait(), self.config.wait_subscribe_s)
+        replay = asyncio.create_task(self._replay(ws, request))
         try:
-            await self._replay(ws, request)
-            await reader
+            await asyncio.wait({reader, replay}, return_when=asyncio.FIRST_COMPLETED)  # the client left, or done
         except (ConnectionResetError, RuntimeError):
             pass
         finally:
+            replay.cancel()
             reader.cancel()
+            await asyncio.gather(replay, reader, return_exceptions=True)
         return ws
 
-    async def _read_client(self, ws: web.WebSocketResponse) -> None:
-        """Answer client frames (a SUBSCRIBE ack where the venue sends one); returns after the first."""
-        first = True
+    async def _read_client(self, ws: web.WebSocketResponse, subscribed: asyncio.Event) -> None:
+        """Read the client for the whole connection, as a server does: answer its frames (a SUBSCRIBE ack where
+        the venue sends one), note the first one (the replay starts), and see its close handshake."""
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 ack = getattr(self.venue_cls, "fake_ack", None)
                 reply = ack(msg.data.encode()) if ack is not None else None
                 if reply is not None:
                     await ws.send_str(reply.decode())
-            if first:
-                return
-        return
+            subscribed.set()
 
     async def _replay(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         transport = request.transport
@@ -207,7 +208,7 @@ class FakeExchange:
                 await self._drain(transport)
         if buf:
             transport.write(bytes(buf))
-        await _until_closed(ws)  # the recording is over: stay connected, silent, until the client leaves
+        await asyncio.Event().wait()  # the recording is over: stay connected, silent, until the client leaves
 
     def _new_shadow(self) -> None:
         # the shadow book only matters to a client resyncing mid-stream, which only misbehaviour causes
@@ -256,20 +257,12 @@ class FakeExchange:
         if self._stopping == "drop":
             transport.abort()  # type: ignore[attr-defined]
             return
-        await _until_closed(ws)  # stall: say nothing until the client gives up
+        await asyncio.Event().wait()  # stall: say nothing until the client gives up
 
     async def _drain(self, transport: asyncio.BaseTransport) -> None:
         while transport.get_write_buffer_size() > HIGH_WATER and not transport.is_closing():  # type: ignore[attr-defined]
             await asyncio.sleep(0.001)
         await asyncio.sleep(0)
-
-
-async def _until_closed(ws: web.WebSocketResponse) -> None:
-    """Read (and ignore) client frames until the connection ends."""
-    while True:
-        msg = await ws.receive()
-        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-            return
 
 
 def _corrupt(payload: bytes, field: bytes) -> bytes:

@@ -109,7 +109,7 @@ class Ingest:
             finally:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                await publisher
+                await publisher  # drains the queue; delivery reports are served meanwhile
                 await asyncio.to_thread(self.publisher.flush, 30.0)
                 if runner is not None:
                     await runner.cleanup()

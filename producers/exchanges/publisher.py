@@ -130,7 +130,7 @@ class KafkaPublisher:
 
     async def run(self, queue: DropQueue, stop: asyncio.Event, batch_size: int = 5_000) -> None:
         """Publish until ``stop`` is set and the queue is empty; deliveries are served every few ms meanwhile."""
-        poller = asyncio.create_task(self._serve_deliveries(stop))
+        poller = asyncio.create_task(self._serve_deliveries())
         waker = asyncio.create_task(_wake_on(stop, queue))
         try:
             while not (stop.is_set() and not len(queue)):
@@ -147,9 +147,10 @@ class KafkaPublisher:
             poller.cancel()
             waker.cancel()
 
-    async def _serve_deliveries(self, stop: asyncio.Event, period_s: float = 0.005) -> None:
+    async def _serve_deliveries(self, period_s: float = 0.005) -> None:
+        """Serve delivery reports until cancelled (also while the sockets shut down)."""
         poll = self._producer.poll
-        while not stop.is_set():
+        while True:
             poll(0)
             await asyncio.sleep(period_s)
 
