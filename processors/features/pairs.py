@@ -125,6 +125,8 @@ class RollingPairs(SlotArrays):
             rows_b = np.where(self.peer[pairs], peers[rows], rows)
             a = ring.gather(rows[:, None], back - self.ka[pairs][:, None], self.sa[pairs][:, None])
             b = ring.gather(rows_b[:, None], back - self.kb[pairs][:, None], self.sb[pairs][:, None])
+            a = a - a[:, -1:]  # exact for neighbouring values: keeps tiny deviations precise
+            b = b - b[:, -1:]
             da = a - a.mean(axis=1, keepdims=True)
             db = b - b.mean(axis=1, keepdims=True)
             va[rows, i, pairs] = (da * da).mean(axis=1)

@@ -152,18 +152,18 @@ class RollingMoments(SlotArrays):
         c2 = e2 - m1 * m1
         c3 = e3 - 3.0 * m1 * e2 + 2.0 * m1**3
         c4 = e4 - 4.0 * m1 * e3 + 6.0 * m1 * m1 * e2 - 3.0 * m1**4
+        shift = self.shift[:n][:, None, :]
+        latest = ring.at(t, n)[:, None, :]
+        dev_t = (latest - shift) - m1  # latest value minus the window mean
         risky = full & ~const & self._ill_conditioned(m1, c2, w, n)
         if np.any(risky):
             m1 = m1.copy()
-            _exact_central(ring, t, self.windows, risky, self.shift[:n], (m1, c2, c3, c4))
+            _exact_central(ring, t, self.windows, risky, self.shift[:n], (m1, c2, c3, c4, dev_t))
         c2 = np.where(const, 0.0, np.maximum(c2, 0.0))
-        shift = self.shift[:n][:, None, :]
-        latest = ring.at(t, n)[:, None, :]
-        y_t = latest - shift
         with np.errstate(divide="ignore", invalid="ignore"):
             std = np.sqrt(c2 * w / (w - 1.0))
             flat = c2 <= 0.0
-            z = np.where(flat, 0.0, (y_t - m1) / std)
+            z = np.where(flat, 0.0, dev_t / std)
             skew = np.where(flat, 0.0, c3 / c2**1.5)
             kurt = np.where(flat, 0.0, c4 / (c2 * c2) - 3.0)
         mean = np.where(const, latest, shift + m1)
@@ -189,20 +189,22 @@ class RollingMoments(SlotArrays):
 
 
 def _exact_central(ring: SeriesRing, t: int, windows: np.ndarray, cells: np.ndarray, shift: np.ndarray,
-                   out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
-    """Two-pass shifted mean and central moments 2-4 of the (slot, window, series) ``cells`` from the ring,
-    written into ``out`` = (m1, c2, c3, c4)."""
-    m1, c2, c3, c4 = out
+                   out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Two-pass shifted mean, central moments 2-4 and latest value's deviation from the mean of the (slot,
+    window, series) ``cells`` from the ring, written into ``out`` = (m1, c2, c3, c4, dev_t)."""
+    m1, c2, c3, c4, dev_t = out
     for i, w in enumerate(windows.tolist()):
         rows, series = np.nonzero(cells[:, i, :])
         if rows.size == 0:
             continue
         x = ring.gather(rows[:, None], np.arange(t - w + 1, t + 1)[None, :], series[:, None])
-        y = x - shift[rows, series][:, None]  # exact for values near the shift; keeps deviations precise
+        base = x[:, -1:]
+        y = x - base  # exact for neighbouring values: keeps tiny deviations precise
         mean = y.mean(axis=1, keepdims=True)
         d = y - mean
         d2 = d * d
-        m1[rows, i, series] = mean[:, 0]
+        m1[rows, i, series] = (base[:, 0] - shift[rows, series]) + mean[:, 0]
+        dev_t[rows, i, series] = d[:, -1]
         c2[rows, i, series] = d2.mean(axis=1)
         c3[rows, i, series] = (d2 * d).mean(axis=1)
         c4[rows, i, series] = (d2 * d2).mean(axis=1)

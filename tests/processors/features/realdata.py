@@ -76,3 +76,13 @@ def binance_btc_events() -> tuple[Event, ...]:
         out.extend((r.ts_recv, r) for r in records if isinstance(r, QuoteTick | TradeTick))
     out.sort(key=lambda e: e[0])  # stable: each venue keeps its order
     return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def coinbase_events() -> tuple[Event, ...]:
+    """Quotes and trades of the ten products of the Coinbase capture (2021-04-17, about 30 s), by ts_recv."""
+    cls = VENUES["coinbase"]
+    for f in cls.captures[0]:
+        need(EXCHANGES / f)
+    records = replay(cls(), load(cls, EXCHANGES, 0))
+    return tuple((r.ts_recv, r) for r in records if isinstance(r, QuoteTick | TradeTick))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from processors.features import FeatureConfig, FeatureEngine, FeatureFrame, Record
+from tests.processors.features.reference_bars import bar_series
 
 SECOND = 1_000_000_000
 RTOL = 1e-9
@@ -56,3 +57,11 @@ def mismatches(got: np.ndarray, names: Sequence[str], ref: dict[str, np.ndarray]
             i = int(np.argmax(err / np.maximum(tol, 1e-300)))
             bad.append(f"{name}: |Δ| {err[i]:.3g} at value {r[ok][i]:.6g} (scale {scale:.3g})")
     return bad
+
+
+def aligned_series(events: Sequence[tuple[int, Record]], frames: Sequence[FeatureFrame], inst: str, first: int
+                   ) -> dict[str, np.ndarray]:
+    """Reference bar series of ``inst`` from its first bar, NaN before it (the engine has no row for it yet)."""
+    offset = next(i for i, f in enumerate(frames) if inst in f.instruments)
+    own = bar_series(events, inst, SECOND, first + offset, len(frames) - offset)
+    return {k: np.concatenate([np.full(offset, np.nan), v]) for k, v in own.items()}

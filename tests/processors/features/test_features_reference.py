@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from processors.features import FeatureConfig, FeatureEngine
-from tests.processors.features.realdata import binance_btc_events, esh4_events
+from tests.processors.features.realdata import binance_btc_events, coinbase_events, esh4_events
 from tests.processors.features.reference_bars import bar_series
 from tests.processors.features.reference_rolling import reference_features
-from tests.processors.features.support import SECOND, matrix, mismatches, run
+from tests.processors.features.support import SECOND, aligned_series, matrix, mismatches, run
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
@@ -50,8 +50,17 @@ def test_binance_spot_and_futures_every_feature_matches_its_definition() -> None
     assert np.nanmax(np.abs(basis)) < 50.0  # the same asset: the basis is a few bps
 
 
-def aligned_series(events: tuple, frames: list, inst: str, first: int) -> dict[str, np.ndarray]:
-    """Bar series of ``inst`` from its first bar, NaN before it (the engine has no row for it yet)."""
-    offset = next(i for i, f in enumerate(frames) if inst in f.instruments)
-    own = bar_series(events, inst, SECOND, first + offset, len(frames) - offset)
-    return {k: np.concatenate([np.full(offset, np.nan), v]) for k, v in own.items()}
+def test_coinbase_ten_products_every_feature_matches_its_definition() -> None:
+    """Ten products of one capture in one engine (late and quiet instruments), short windows (30 s of data)."""
+    events = coinbase_events()
+    cfg = FeatureConfig(intervals_ns=(SECOND,), windows=(3, 5, 10), ema_spans=(3, 5, 10), acf_lags=(1, 2),
+                        leadlag_lags=(-1, 0, 1))
+    engine, frames = run(events, cfg)
+    first = frames[0].ts_event // SECOND - 1
+    assert len(engine.instruments) == 10
+    for inst in engine.instruments:
+        ref = reference_features(aligned_series(events, frames, inst, first), None, cfg)
+        late = [f for f in frames if inst in f.instruments]
+        offset = len(frames) - len(late)
+        bad = mismatches(matrix(late, inst), engine.names(), {k: v[offset:] for k, v in ref.items()})
+        assert not bad, f"{inst}: {len(bad)} features differ:\n" + "\n".join(bad[:30])
