@@ -24,8 +24,10 @@ from typing import Any
 import aiohttp
 
 from producers.exchanges.base import Record, Resync, Venue
+from topics.logs import RateLimitedLog
 
 logger = logging.getLogger(__name__)
+_ratelimited = RateLimitedLog(logger, interval_s=10.0)
 TEXT, BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
 WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)  # the watchdog guards receiving
 YIELD_EVERY = 64  # frames handled before giving the event loop to the other tasks
@@ -181,24 +183,27 @@ class Connector:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _fetch_snapshot(self, symbol: str, attempts: int = 5) -> None:
+    async def _fetch_snapshot(self, symbol: str) -> None:
+        """Fetch and apply a REST snapshot, retrying on the backoff schedule for as long as the socket lives."""
         path = self.venue.snapshot_path(symbol)
         if path is None:
             return
-        for attempt in range(attempts):
+        attempt = 0
+        while True:
             try:
                 async with self.session.get(self.rest_url + path) as resp:
                     resp.raise_for_status()
                     body = await resp.read()
+                break
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
-                logger.warning("%s %s: snapshot fetch failed: %s", self.venue.name, symbol, e)
+                self.venue.stats.last_reason = f"{symbol}: snapshot fetch failed: {e}"
+                _ratelimited.warning(f"{self.venue.name}:{symbol}:rest", time.monotonic(),
+                                     "%s %s: snapshot fetch failed: %s", self.venue.name, symbol, e)
                 await asyncio.sleep(self.backoff.delay(attempt))
-                continue
-            records = self.venue.on_snapshot(symbol, body, time.time_ns())
-            if records:
-                self.sink(records)
-            return
-        self.venue.stats.last_reason = f"{symbol}: no snapshot after {attempts} attempts"
+                attempt += 1
+        records = self.venue.on_snapshot(symbol, body, time.time_ns())
+        if records:
+            self.sink(records)
 
     async def _cancel_tasks(self) -> None:
         for t in list(self._tasks):
