@@ -47,7 +47,13 @@ from ops.stack import stack  # noqa: E402
 from ops.stack.layout import Layout  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics, free_ports  # noqa: E402
 from streams.publisher import OutputTopics  # noqa: E402
-from tests.streams.sessions import esh4_records, esh4_reference, multi_session, renumbered  # noqa: E402
+from tests.streams.sessions import (  # noqa: E402
+    esh4_records,
+    esh4_reference,
+    interleave,
+    multi_session,
+    renumbered,
+)
 from topics import catalog  # noqa: E402
 from topics.codec import encode  # noqa: E402
 from topics.records import BboUpdate, MboFrame  # noqa: E402
@@ -240,16 +246,19 @@ def latency(run: Run) -> dict[str, Any]:
     from producers.framing import ColumnBlock, Framer
 
     rate, seconds = run.args.rate, run.args.seconds
-    records = list(renumbered(esh4_records(), 200_001))
+    day = esh4_records()
+    copies = max(1, -(-int(rate * seconds) // (len(day) - SNAPSHOT)))  # instruments needed for the run's length
+    books = [list(renumbered(day, 200_001 + i)) for i in range(copies)]
     prod = producer(run.bootstrap, 0.0)
-    # warm-up, not measured: the opening snapshot (one event of 8,725 records, no BBO) and the producer's id
-    snapshot = records[:SNAPSHOT]
-    warm = MboFrame.from_records(snapshot, ts_sent=time.time_ns())
-    prod.produce(run.topics.frames, encode(warm), str(warm.instrument_id).encode())
+    # warm-up, not measured: each book's opening snapshot (one event of 8,725 records, no BBO), the producer's id
+    for records in books:
+        warm = MboFrame.from_records(records[:SNAPSHOT], ts_sent=time.time_ns())
+        prod.produce(run.topics.frames, encode(warm), str(warm.instrument_id).encode())
     prod.flush(30)
-    time.sleep(2.0)
-    live = records[SNAPSHOT:SNAPSHOT + int(rate * seconds)]
-    expected_bbo = _bbo_count(snapshot, live)
+    time.sleep(2.0 + copies * 0.2)
+    live = interleave(*(records[SNAPSHOT:] for records in books), chunk=100)[: int(rate * seconds)]
+    expected_bbo = sum(_bbo_count(records[:SNAPSHOT], [r for r in live if r.instrument_id == records[0].instrument_id])
+                       for records in books)
     proc, out = reader(run, expected_bbo, deadline_s=seconds + 120)
     framer = Framer(max_records=run.args.latency_frame, linger_s=run.args.linger_ms / 1000)
     cpu_before = process_cpu(run)
@@ -262,7 +271,9 @@ def latency(run: Run) -> dict[str, Any]:
         if due > sent:
             arrived = [msgspec.structs.replace(r, ts_recv=wall0 + int((sent + i) / rate * 1e9))
                        for i, r in enumerate(live[sent:due])]
-            frames_out = framer.add(ColumnBlock.from_records(arrived)[0], now, time.time_ns())
+            frames_out = []
+            for block in ColumnBlock.from_records(arrived):
+                frames_out += framer.add(block, now, time.time_ns())
             sent = due
         else:
             frames_out = framer.poll(now, time.time_ns()) if sent < len(live) else framer.flush(time.time_ns())
@@ -289,13 +300,14 @@ def latency(run: Run) -> dict[str, Any]:
 
 
 def _bbo_count(snapshot: list[Any], live: list[Any]) -> int:
-    """BBO updates the offline engine makes for ``live`` after ``snapshot``."""
+    """BBO updates the offline engine makes for ``live`` after ``snapshot`` (one instrument)."""
     from processors.book import Book
 
-    book = Book(1, 200_001)
+    book = Book(1, snapshot[0].instrument_id)
     for rec in snapshot:
         book.apply(rec)
-    last, n = book.bbo(), 0
+    last: Any = (None, None)  # the worker publishes the first BBO of the live feed in any case
+    n = 0
     for rec in live:
         if book.apply(rec):
             bbo = book.bbo()
