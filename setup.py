@@ -30,6 +30,9 @@ class OptionalBuildExt(build_ext):
                   file=sys.stderr)
 
 
+DEPENDS = ("_fastbook.pxd", "_fastbook_state.pxi", "_fastbook_core.hpp", "_fastbook_dedup.hpp", "_fastbook_store.hpp")
+
+
 def extensions() -> list[object]:
     try:
         from Cython.Build import cythonize
@@ -40,7 +43,7 @@ def extensions() -> list[object]:
 
     ext = Extension(
         "processors.book._fastbook", ["processors/book/_fastbook.pyx"], language="c++",
-        extra_compile_args=["-std=c++17"], depends=["processors/book/_fastbook_core.hpp"],
+        extra_compile_args=["-std=c++17"], depends=[f"processors/book/{name}" for name in DEPENDS],
     )
     return list(cythonize([ext], language_level=3, quiet=True))
 

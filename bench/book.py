@@ -12,7 +12,7 @@ time, and the best run, are the fair figures). Paths, all on the same records an
   frames of 250 records as the producer makes them), reading the BBO in a Python ``on_point`` callback, or in C
   (``bbo_changes``: Level objects made only when the BBO changed);
 * decode included, from the zstd-compressed DBN bytes in memory: databento_dbn's decoder then ``apply_fields``
-  per record, or the raw-buffer path (``apply_dbn``);
+  per record, or the raw-buffer path (``apply_dbn`` on chunks of 250 records);
 * NautilusTrader's L3 ``OrderBook`` (optional: ``pip install nautilus_trader``), fed ``OrderBookDelta``s built
   once outside the timing, ``apply_delta`` plus best bid/ask price and size at each F_LAST;
 * a plain dict + SortedDict L3 book written here (no idempotency, no stats, no queue positions).
@@ -38,7 +38,7 @@ import zstandard
 from sortedcontainers import SortedDict
 
 from processors.book import FastBook, PureBook
-from processors.book.dbn import dbn_body
+from processors.book.dbn import MBO_SIZE, dbn_body
 from topics.records import F_LAST, UNDEF_PRICE
 
 ESH4 = Path(__file__).resolve().parents[2] / "shared/data/databento/nautilus/esh4-glbx-mdp3-20231225.mbo.dbn.zst"
@@ -64,6 +64,8 @@ class Day:
             for m in msgs if (int(m.publisher_id), m.instrument_id) == self.key
         ]
         self.frames = [columns(self.rows[i:i + FRAME]) for i in range(0, len(self.rows), FRAME)]
+        if len(dbn_body(self.raw)) != MBO_SIZE * len(msgs):
+            raise SystemExit("the raw path's chunks assume a file of MBO records only")
 
 
 def decompress(data: bytes) -> bytes:
@@ -120,14 +122,20 @@ def decoded_by_databento(day: Day) -> Callable[[], None]:
 
 
 def decoded_raw(day: Day, in_c: bool) -> Callable[[], None]:
+    """Chunks of 250 records, as a stream would arrive (the file holds MBO records only: 56 bytes each); a
+    fresh ``bbo_changes`` list per chunk, as a consumer would drain it (one list for a whole day keeps tens of
+    thousands of tuples alive, and the garbage collector's passes over them would be what is measured)."""
+    step = FRAME * MBO_SIZE
+
     def run() -> None:
         book = FastBook(*day.key)
         body = dbn_body(decompress(day.compressed))
-        if in_c:
-            book.apply_dbn(body, None, [])
-        else:
-            bbo = book.bbo
-            book.apply_dbn(body, lambda _i: bbo())
+        bbo = book.bbo
+        for start in range(0, len(body), step):
+            if in_c:
+                book.apply_dbn(body[start:start + step], None, [])
+            else:
+                book.apply_dbn(body[start:start + step], lambda _i: bbo())
     return run
 
 
@@ -306,8 +314,8 @@ def paths(day: Day) -> list[tuple[str, Callable[[], None] | str]]:
             ("compiled Book: apply_frame_columns (250) + on_point bbo()", bulk_callback(day)),
             ("compiled Book: apply_frame_columns (250) + bbo_changes in C", bulk_changes(day)),
             ("decode incl.: zstd + databento_dbn + apply_fields + bbo()", decoded_by_databento(day)),
-            ("decode incl.: zstd + raw apply_dbn + on_point bbo()", decoded_raw(day, in_c=False)),
-            ("decode incl.: zstd + raw apply_dbn + bbo_changes in C", decoded_raw(day, in_c=True)),
+            ("decode incl.: zstd + raw apply_dbn (250) + on_point bbo()", decoded_raw(day, in_c=False)),
+            ("decode incl.: zstd + raw apply_dbn (250) + bbo_changes in C", decoded_raw(day, in_c=True)),
         ]
     nt = nautilus(day)
     return [

@@ -12,13 +12,10 @@ in real data, always a bad record) gets a private code above the Unicode range s
 import logging
 
 from cpython.unicode cimport PyUnicode_GET_LENGTH, PyUnicode_READ_CHAR, PyUnicode_FromOrdinal
+from cython.operator cimport dereference as deref, preincrement as inc
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
-from libcpp cimport bool as cbool
-from libcpp.deque cimport deque
 from libcpp.map cimport map as cmap
-from libcpp.vector cimport vector
-from cython.operator cimport dereference as deref, preincrement as inc
 
 from processors.book.book import POLICIES
 from processors.book.errors import PolicyError, SideError, StateError, WrongBookError
@@ -29,113 +26,6 @@ from processors.book.stats import BookStats
 from topics.logs import RateLimitedLog
 from topics.records import BookTrade, Level
 
-cdef extern from "_fastbook_core.hpp":
-    ctypedef long long i128 "fb::i128"  # __int128 in C: only compared, and converted by hand below
-    uint32_t EV_POINT "fb::EV_POINT"
-    uint32_t EV_DUP_START "fb::EV_DUP_START"
-    uint32_t EV_DUP_END "fb::EV_DUP_END"
-    uint32_t EV_DUP_ADD "fb::EV_DUP_ADD"
-    uint32_t EV_UNKNOWN_CANCEL "fb::EV_UNKNOWN_CANCEL"
-    uint32_t EV_OVER_CANCEL "fb::EV_OVER_CANCEL"
-    uint32_t EV_UNKNOWN_MODIFY "fb::EV_UNKNOWN_MODIFY"
-    uint32_t EV_BAD "fb::EV_BAD"
-    uint32_t EV_CROSSED "fb::EV_CROSSED"
-    uint32_t EV_NO_TRADE_ROOM "fb::EV_NO_TRADE_ROOM"
-    int BAD_ADD "fb::BAD_ADD"
-    int BAD_CANCEL "fb::BAD_CANCEL"
-    int BAD_MODIFY "fb::BAD_MODIFY"
-    int BAD_TRADE "fb::BAD_TRADE"
-    int BAD_TOB "fb::BAD_TOB"
-
-    cdef struct Rec "fb::Rec":
-        int32_t action, side
-        int64_t price, size
-        uint64_t oid
-        int64_t flags, sequence, channel
-        uint64_t ts_recv, ts_event
-
-    cdef struct Fp "fb::Fp":
-        int32_t action, side
-        int64_t price, size
-        uint64_t oid
-        int64_t flags
-        uint64_t ts_recv, ts_event
-
-    cdef struct Order "fb::Order":
-        uint64_t oid
-        int64_t price, size, arrival
-        int32_t side
-        Order* next
-
-    cdef struct Level_ "fb::Level":
-        int64_t price, total, count
-        Order* head
-        Order* tob
-
-    cdef cppclass Side "fb::Side":
-        size_t size()
-        Level_* best()
-        Level_* at(size_t depth)
-        Level_* find(int64_t price)
-        long depth_of(int64_t price)
-
-    cdef cppclass OrderMap "fb::OrderMap":
-        size_t size()
-        Order* get(uint64_t key)
-        void prefetch(uint64_t key)
-
-    cdef cppclass Channel "fb::Channel":
-        int64_t seq, cursor
-        vector[Fp] group
-        cbool has_last
-        Fp last_fp
-        void rebuild_starts()
-
-    cdef struct Trade "fb::Trade":
-        uint64_t ts_event, ts_recv, oid
-        int64_t sequence, price, size
-        int32_t side
-        cbool synthetic
-
-    cdef struct Stats "fb::Stats":
-        int64_t records, duplicates_skipped, bad_records, unknown_cancels, unknown_modifies, over_cancels
-        int64_t duplicate_adds, maybe_bad_book, clears, snapshots, tob_updates, consistency_points, crossings
-        int64_t locked, synthetic_fills, stale_dropped, trades_dropped
-        cbool crossed_now
-
-    cdef cppclass ActionCounts "fb::ActionCounts":
-        vector[int32_t] seen
-        int64_t* slot(int32_t code) except +
-        int64_t get(int32_t code) except +
-        void reset()
-
-    cdef cppclass Core "fb::Core":
-        Stats st
-        ActionCounts by_action
-        int policy
-        int64_t arrival
-        i128 ts_high, last_clear_ts
-        cbool snapshot_open, after_clear
-        cmap[int64_t, Channel] channels
-        deque[Trade] trades
-        int64_t py_trades, py_drops, max_pending
-        int64_t ev_dup_run, ev_held, ev_cross_bid, ev_cross_ask
-        int ev_bad
-        Side bids, asks
-        OrderMap orders
-        uint32_t apply(const Rec& r) except +
-        Order* place(uint64_t oid, int32_t side, int64_t price, int64_t size, int64_t arrival) except +
-        void place_tob_entry(uint64_t oid, int32_t side, int64_t price, int64_t size, int64_t arrival) except +
-        Channel* reset_channel(int64_t id) except +
-
-cdef extern from *:
-    """
-    static inline __int128 fb_i128(int neg, long long s, unsigned long long u) { return neg ? (__int128)s : (__int128)u; }
-    static inline int fb_i128_neg(__int128 v) { return v < 0; }
-    """
-    i128 fb_i128(int neg, long long s, unsigned long long u)
-    int fb_i128_neg(i128 v)
-
 logger = logging.getLogger(__name__)
 
 cdef double _NS = 1e-9
@@ -143,7 +33,9 @@ cdef int32_t ODD_BASE = 0x110000
 cdef int32_t BID = 66, ASK = 65  # "B", "A"
 cdef uint8_t MBO_RTYPE = 0xA0
 cdef Py_ssize_t MBO_SIZE = 56
-_STAT_FIELDS = tuple(f for f in BookStats.__struct_fields__ if f != "by_action")
+# the C++ Stats struct holds these int64 counters in this order (BookStats' order), then crossed_now
+_COUNTERS = tuple(f for f in BookStats.__struct_fields__ if f not in ("by_action", "crossed_now"))
+assert len(_COUNTERS) == 17, _COUNTERS
 
 
 cdef inline object _ts_int(i128 v):
@@ -225,8 +117,10 @@ cdef class Book:
     @stats.setter
     def stats(self, value):
         cdef Stats* c = &self.core.st
-        for name in _STAT_FIELDS:
-            _set_stat(c, name, getattr(value, name))
+        cdef int64_t* counters = <int64_t*>c
+        for i, name in enumerate(_COUNTERS):
+            counters[i] = getattr(value, name)
+        c.crossed_now = value.crossed_now
         self.core.by_action.reset()
         for key, count in value.by_action.items():
             self.core.by_action.slot(self._code(key))[0] = count
@@ -235,25 +129,11 @@ cdef class Book:
 
     cdef _sync_stats(self):
         cdef Stats* c = &self.core.st
+        cdef int64_t* counters = <int64_t*>c
         s = self._stats
-        s.records = c.records
-        s.duplicates_skipped = c.duplicates_skipped
-        s.bad_records = c.bad_records
-        s.unknown_cancels = c.unknown_cancels
-        s.unknown_modifies = c.unknown_modifies
-        s.over_cancels = c.over_cancels
-        s.duplicate_adds = c.duplicate_adds
-        s.maybe_bad_book = c.maybe_bad_book
-        s.clears = c.clears
-        s.snapshots = c.snapshots
-        s.tob_updates = c.tob_updates
-        s.consistency_points = c.consistency_points
-        s.crossings = c.crossings
-        s.locked = c.locked
+        for i, name in enumerate(_COUNTERS):
+            setattr(s, name, counters[i])
         s.crossed_now = c.crossed_now
-        s.synthetic_fills = c.synthetic_fills
-        s.stale_dropped = c.stale_dropped
-        s.trades_dropped = c.trades_dropped
         by_action = s.by_action
         for code in self.core.by_action.seen:
             by_action[self._text(code)] = self.core.by_action.get(code)
@@ -557,108 +437,14 @@ cdef class Book:
             ))
         return out
 
-    # ---------------------------------------------------------------- state
-
     def to_state(self):
         """Everything needed to rebuild this book exactly (see :class:`BookState`)."""
-        cdef Core* c = self.core
-        return BookState(
-            version=STATE_VERSION, publisher_id=self._publisher_id, instrument_id=self._instrument_id,
-            crossed_policy=self._policy_name, bids=self._side_state(&c.bids), asks=self._side_state(&c.asks),
-            arrival=c.arrival, stats=copy_stats(self.stats), dedup=self._dedup_state(),
-            trades=self._pending_trades(),
-        )
-
-    cdef list _side_state(self, Side* s):
-        cdef list out = []
-        cdef Level_* lv
-        cdef Order* o
-        cdef size_t i
-        for i in range(s.size()):
-            lv = s.at(i)
-            orders = []
-            o = lv.head
-            while o != NULL:
-                orders.append(OrderState(o.oid, o.size, o.arrival))
-                o = o.next
-            out.append(LevelState(price=lv.price, orders=orders, tob_order_id=None if lv.tob == NULL else lv.tob.oid))
-        return out
-
-    cdef object _dedup_state(self):
-        cdef Core* c = self.core
-        cdef list channels = []
-        cdef cmap[int64_t, Channel].iterator it = c.channels.begin()
-        cdef Channel* ch
-        cdef size_t i
-        while it != c.channels.end():
-            ch = &deref(it).second
-            group = [self._fp_tuple(&ch.group[i]) for i in range(ch.group.size())]
-            channels.append(ChannelState(
-                channel_id=deref(it).first, seq=ch.seq, group=group, cursor=ch.cursor,
-                last_fp=self._fp_tuple(&ch.last_fp) if ch.has_last else None,
-            ))
-            inc(it)
-        return DedupState(ts_high=_ts_int(c.ts_high), last_clear_ts=_ts_int(c.last_clear_ts),
-                          snapshot_open=c.snapshot_open, after_clear=c.after_clear, channels=channels)
-
-    cdef tuple _fp_tuple(self, Fp* f):
-        return (self._text(f.action), self._text(f.side), f.price, f.size, f.oid, f.flags, f.ts_recv, f.ts_event)
+        return _to_state(self)
 
     @classmethod
     def from_state(cls, state, *, max_pending_trades=100_000):
         """A book identical to the one that produced ``state``."""
-        if state.version != STATE_VERSION:
-            raise StateError(f"book state version {state.version}, this engine reads {STATE_VERSION}")
-        cdef Book book = cls(state.publisher_id, state.instrument_id, state.crossed_policy,
-                             max_pending_trades=max_pending_trades)
-        for side, levels in ((BID, state.bids), (ASK, state.asks)):
-            for ls in levels:
-                book._restore_level(side, ls)
-        book.core.arrival = state.arrival
-        book.stats = copy_stats(state.stats)
-        book._load_dedup(state.dedup)
-        book._py_trades.extend(state.trades)
-        book.core.py_trades = len(book._py_trades)
-        return book
-
-    cdef _restore_level(self, int32_t side, ls):
-        if not ls.orders:
-            raise StateError(f"empty level at {ls.price} on side {self._text(side)}")
-        tob = ls.tob_order_id
-        for os_ in ls.orders:
-            if tob is not None and os_.order_id == tob:
-                self.core.place_tob_entry(os_.order_id, side, ls.price, os_.size, os_.arrival)
-            elif self.core.orders.get(os_.order_id) != NULL:
-                raise StateError(
-                    f"order {os_.order_id} is listed twice (level {ls.price}, side {self._text(side)})"
-                )
-            else:
-                self.core.place(os_.order_id, side, ls.price, os_.size, os_.arrival)
-
-    cdef _load_dedup(self, ds):
-        cdef Core* c = self.core
-        cdef Channel* ch
-        c.ts_high = _ts_c(ds.ts_high)
-        c.last_clear_ts = _ts_c(ds.last_clear_ts)
-        c.snapshot_open = ds.snapshot_open
-        c.after_clear = ds.after_clear
-        for cs in ds.channels:
-            ch = c.reset_channel(cs.channel_id)
-            ch.seq = cs.seq
-            ch.cursor = cs.cursor
-            for fp in cs.group:
-                ch.group.push_back(self._fp(fp))
-            if cs.last_fp is not None:
-                ch.has_last = True
-                ch.last_fp = self._fp(cs.last_fp)
-            ch.rebuild_starts()
-
-    cdef Fp _fp(self, fp) except *:
-        cdef Fp f
-        action, side, f.price, f.size, f.oid, f.flags, f.ts_recv, f.ts_event = fp
-        f.action = self._code(action)
-        f.side = self._code(side)
-        return f
+        return _from_state(cls, state, max_pending_trades)
 
 
 cdef class _BboTrack:
@@ -715,28 +501,4 @@ cdef inline void _read_mbo(const uint8_t* p, Rec* r) noexcept nogil:
     r.sequence = u32
 
 
-cdef int _set_stat(Stats* c, str name, value) except -1:
-    if name == "crossed_now":
-        c.crossed_now = value
-        return 0
-    cdef int64_t v = value
-    if name == "records": c.records = v
-    elif name == "duplicates_skipped": c.duplicates_skipped = v
-    elif name == "bad_records": c.bad_records = v
-    elif name == "unknown_cancels": c.unknown_cancels = v
-    elif name == "unknown_modifies": c.unknown_modifies = v
-    elif name == "over_cancels": c.over_cancels = v
-    elif name == "duplicate_adds": c.duplicate_adds = v
-    elif name == "maybe_bad_book": c.maybe_bad_book = v
-    elif name == "clears": c.clears = v
-    elif name == "snapshots": c.snapshots = v
-    elif name == "tob_updates": c.tob_updates = v
-    elif name == "consistency_points": c.consistency_points = v
-    elif name == "crossings": c.crossings = v
-    elif name == "locked": c.locked = v
-    elif name == "synthetic_fills": c.synthetic_fills = v
-    elif name == "stale_dropped": c.stale_dropped = v
-    elif name == "trades_dropped": c.trades_dropped = v
-    else:
-        raise AttributeError(name)
-    return 0
+include "_fastbook_state.pxi"  # _to_state(), _from_state()

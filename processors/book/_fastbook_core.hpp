@@ -10,21 +10,22 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
-#include <new>
-#include <unordered_map>
 #include <vector>
+
+#include "_fastbook_dedup.hpp"
+#include "_fastbook_store.hpp"
 
 namespace fb {
 
 typedef __int128 i128;
 
 static const int64_t UNDEF_PRICE = INT64_MAX;
-static const int64_t F_LAST = 128, F_TOB = 64, F_SNAPSHOT = 32, F_MAYBE_BAD_BOOK = 4;
+static const int64_t F_TOB = 64, F_SNAPSHOT = 32, F_MAYBE_BAD_BOOK = 4;
 static const int32_t BID = 'B', ASK = 'A', NONE = 'N';
 
 enum : uint32_t {  // event bits returned by Core::apply
@@ -42,217 +43,12 @@ struct Rec {  // one record; action and side are code points (or codes of odd st
     uint64_t ts_recv, ts_event;
 };
 
-struct Fp {  // a record's identity within its channel and sequence (processors.book.state.Fingerprint)
-    int32_t action, side;
-    int64_t price, size;
-    uint64_t oid;
-    int64_t flags;
-    uint64_t ts_recv, ts_event;
-    bool operator==(const Fp& o) const {
-        return oid == o.oid && ts_recv == o.ts_recv && price == o.price && size == o.size && action == o.action &&
-               side == o.side && flags == o.flags && ts_event == o.ts_event;
-    }
-};
-
-static inline uint64_t mix64(uint64_t x) {
-    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27; x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-struct FpHash {
-    size_t operator()(const Fp& f) const {
-        uint64_t h = mix64(f.oid) ^ mix64(f.ts_recv + 0x9e3779b97f4a7c15ULL * (uint64_t)f.price);
-        return (size_t)(h ^ mix64((uint64_t)f.size * 31 + (uint64_t)f.action * 7 + (uint64_t)f.side + f.ts_event));
-    }
-};
-
 static inline Fp fp_of(const Rec& r) {
     Fp f;
     f.action = r.action; f.side = r.side; f.price = r.price; f.size = r.size; f.oid = r.oid; f.flags = r.flags;
     f.ts_recv = r.ts_recv; f.ts_event = r.ts_event;
     return f;
 }
-
-struct Level;
-
-struct Order {
-    uint64_t oid;
-    int64_t price, size, arrival;
-    Level* level;
-    Order* prev;
-    Order* next;
-    int32_t side;
-};
-
-struct Level {
-    int64_t price, total, count;  // count: entries, the F_TOB entry included
-    Order* head;
-    Order* tail;
-    Order* tob;  // the F_TOB entry, or NULL
-};
-
-template <typename T>
-class Pool {  // fixed-size objects from chunks, recycled through a free list
-  public:
-    ~Pool() { for (T* c : chunks_) std::free(c); }
-    T* get() {
-        if (free_.empty()) grow();
-        T* p = free_.back();
-        free_.pop_back();
-        return p;
-    }
-    void put(T* p) { free_.push_back(p); }
-
-  private:
-    void grow() {
-        size_t n = chunks_.empty() ? 256 : 4096;
-        T* c = static_cast<T*>(std::malloc(n * sizeof(T)));
-        if (!c) throw std::bad_alloc();
-        chunks_.push_back(c);
-        for (size_t i = n; i-- > 0;) free_.push_back(c + i);
-    }
-    std::vector<T*> chunks_;
-    std::vector<T*> free_;
-};
-
-class OrderMap {  // order id -> Order*, linear probing, backward-shift deletion
-  public:
-    OrderMap() { reset(64); }
-    size_t size() const { return n_; }
-    Order* get(uint64_t k) const {
-        size_t i = mix64(k) & mask_;
-        while (slots_[i].val) {
-            if (slots_[i].key == k) return slots_[i].val;
-            i = (i + 1) & mask_;
-        }
-        return nullptr;
-    }
-    void put(uint64_t k, Order* v) {
-        if ((n_ + 1) * 2 > slots_.size()) rehash(slots_.size() * 2);
-        size_t i = mix64(k) & mask_;
-        while (slots_[i].val) {
-            if (slots_[i].key == k) { slots_[i].val = v; return; }
-            i = (i + 1) & mask_;
-        }
-        slots_[i].key = k;
-        slots_[i].val = v;
-        ++n_;
-    }
-    void erase(uint64_t k) {
-        size_t i = mix64(k) & mask_;
-        while (slots_[i].val) {
-            if (slots_[i].key == k) break;
-            i = (i + 1) & mask_;
-        }
-        if (!slots_[i].val) return;
-        size_t j = i;
-        for (;;) {
-            j = (j + 1) & mask_;
-            if (!slots_[j].val) break;
-            size_t h = mix64(slots_[j].key) & mask_;
-            bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
-            if (stays) continue;
-            slots_[i] = slots_[j];
-            i = j;
-        }
-        slots_[i].val = nullptr;
-        --n_;
-    }
-    void clear() { reset(64); }
-    void prefetch(uint64_t k) const { __builtin_prefetch(&slots_[mix64(k) & mask_]); }
-
-  private:
-    struct Slot { uint64_t key; Order* val; };
-    void reset(size_t cap) {
-        slots_.assign(cap, Slot{0, nullptr});
-        mask_ = cap - 1;
-        n_ = 0;
-    }
-    void rehash(size_t cap) {
-        std::vector<Slot> old;
-        old.swap(slots_);
-        reset(cap);
-        for (const Slot& s : old) if (s.val) put(s.key, s.val);
-    }
-    std::vector<Slot> slots_;
-    size_t mask_ = 0, n_ = 0;
-};
-
-struct Slot { int64_t key; Level* lv; };
-
-struct Side {  // levels sorted by key ascending, best last; key = price (bids) or ~price (asks)
-    std::vector<Slot> v;
-    bool bids;
-    size_t size() const { return v.size(); }
-    int64_t key(int64_t price) const { return bids ? price : ~price; }
-    size_t lower(int64_t k) const {
-        return std::lower_bound(v.begin(), v.end(), k, [](const Slot& s, int64_t x) { return s.key < x; }) - v.begin();
-    }
-    Level* find(int64_t price) const {
-        int64_t k = key(price);
-        if (!v.empty() && v.back().key == k) return v.back().lv;
-        size_t i = lower(k);
-        return i < v.size() && v[i].key == k ? v[i].lv : nullptr;
-    }
-    Level* best() const { return v.empty() ? nullptr : v.back().lv; }
-    Level* at(size_t depth) const { return v[v.size() - 1 - depth].lv; }  // 0 = best
-    long depth_of(int64_t price) const {
-        int64_t k = key(price);
-        size_t i = lower(k);
-        return i < v.size() && v[i].key == k ? (long)(v.size() - 1 - i) : -1;
-    }
-};
-
-struct Channel {
-    int64_t seq = -1, cursor = 0;
-    std::vector<Fp> group;
-    std::unordered_map<Fp, int64_t, FpHash> starts;  // event starts after the first record -> position
-    bool has_last = false;
-    Fp last_fp;
-
-    bool is_duplicate(int64_t sequence, const Fp& fp) {
-        if (sequence > seq) {
-            if (sequence == 0) return unsequenced(fp);
-            seq = sequence;
-            group.assign(1, fp);
-            if (!starts.empty()) starts.clear();
-            cursor = 1;
-            last_fp = fp;
-            has_last = true;
-            return false;
-        }
-        if (sequence == 0) return unsequenced(fp);
-        if (sequence < seq) { cursor = 0; return true; }
-        return same_sequence(fp);
-    }
-    bool unsequenced(const Fp& fp) {
-        if (has_last && fp == last_fp) return true;
-        last_fp = fp;
-        has_last = true;
-        return false;
-    }
-    bool same_sequence(const Fp& fp) {
-        int64_t n = (int64_t)group.size();
-        if (cursor >= 0 && cursor < n && group[cursor] == fp) { ++cursor; return true; }
-        if (n > 0 && group[0] == fp) { cursor = 1; return true; }
-        if (!starts.empty()) {
-            auto it = starts.find(fp);
-            if (it != starts.end()) { cursor = it->second + 1; return true; }
-        }
-        if (n > 0 && (group.back().flags & F_LAST)) starts.emplace(fp, n);
-        group.push_back(fp);
-        cursor = n + 1;
-        last_fp = fp;
-        has_last = true;
-        return false;
-    }
-    void rebuild_starts() {
-        starts.clear();
-        for (size_t pos = 1; pos < group.size(); ++pos)
-            if (group[pos - 1].flags & F_LAST) starts.emplace(group[pos], (int64_t)pos);
-    }
-};
 
 struct Trade {
     uint64_t ts_event, ts_recv, oid;
@@ -268,6 +64,8 @@ struct Stats {  // processors.book.stats.BookStats, by_action apart
             trades_dropped = 0;
     bool crossed_now = false;
 };
+// _fastbook.pyx reads and writes the counters by index, in BookStats' field order
+static_assert(offsetof(Stats, trades_dropped) == 16 * sizeof(int64_t), "Stats: 17 int64 counters in a row");
 
 struct ActionCounts {  // by_action, in order of first occurrence
     int64_t ascii[128] = {0};
