@@ -117,6 +117,8 @@ class Runtime:
         self.store.note(partition, event)
         if not self.keeper.partitions[partition].claimed:
             await self.claim(partition)
+            if partition not in self.keeper.partitions:  # revoked meanwhile: the new owner gets this frame
+                return
         started = time.perf_counter()
         outputs = self.keeper.handle(partition, offset, message.key, message.value, time.time_ns(),
                                      time.monotonic())
@@ -143,9 +145,13 @@ class Runtime:
         """Make the partition marker durable before the first output of a partition never processed before."""
         await self.settle()
         plan = self.keeper.plan_claim(partition, time.time_ns())
-        if plan is not None:
-            self._run(self._write(plan))
-            await self.settle()
+        if plan is None:
+            return
+        self._run(self._write(plan))
+        await self.settle()
+        state = self.keeper.partitions.get(partition)
+        if state is plan.state and not state.claimed:
+            raise StreamsError(f"the marker of partition {partition} was not written; no output before it is")
 
     # ------------------------------------------------------------------ checkpoints
 

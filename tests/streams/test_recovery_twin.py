@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Mapping
+from typing import Any
 
 import pytest
 
-from streams.checkpoint import PartitionRestore
+from streams.checkpoint import MemoryCheckpointStore, PartitionRestore
+from streams.errors import StreamsError
 from streams.keeper import Keeper, KeeperConfig
 from streams.publisher import Output
 from tests.streams import twin
@@ -128,5 +131,35 @@ def test_a_partition_never_processed_publishes_unmarked_outputs_after_its_claim(
         assert b"partition/0" in broker.store.durable  # the claim is durable before any output
         assert runtime.keeper.partitions[0].claimed
         assert not any(decode(BboUpdate, v).duplicate for t, _, v in sink.outputs if t == twin.TOPICS.bbo)
+
+    asyncio.run(scenario())
+
+
+class FailingStore(MemoryCheckpointStore):
+    """Claims go through; checkpoint writes fail (the changelog is unavailable)."""
+
+    def write(self, partition: int, entries: Mapping[bytes, bytes]) -> Awaitable[object]:
+        if any(k.startswith(b"book/") for k in entries):
+            future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            future.set_exception(RuntimeError("changelog unavailable"))
+            return future
+        return super().write(partition, entries)
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_the_worker_without_acking() -> None:
+    broker = twin.Broker(twin.frame_logs(session()), store=FailingStore())
+
+    async def scenario() -> None:
+        runtime, _ = await twin.start(broker)
+        for offset in range(3):
+            key, value = broker.logs[0][offset]
+            event: Any = twin.Event(twin.Message(twin.TOPICS.frames, 0, offset, key, value), broker)
+            await runtime.on_event(event)
+        runtime.start_checkpoint(0)
+        await runtime.settle()
+        await asyncio.sleep(0)
+        assert isinstance(runtime.fatal, StreamsError) and runtime.app.crashed is runtime.fatal
+        assert "changelog unavailable" in str(runtime.fatal)
+        assert not broker.acked.get(0)  # nothing may be committed past a checkpoint that is not durable
 
     asyncio.run(scenario())

@@ -93,9 +93,10 @@ class Consumer:
 @dataclass
 class App:
     consumer: Consumer
+    crashed: BaseException | None = None
 
     async def crash(self, error: BaseException) -> None:
-        raise error
+        self.crashed = error
 
 
 Log = list[tuple[bytes | None, bytes | None]]
