@@ -33,6 +33,7 @@ cdef int32_t ODD_BASE = 0x110000
 cdef int32_t BID = 66, ASK = 65  # "B", "A"
 cdef uint8_t MBO_RTYPE = 0xA0
 cdef Py_ssize_t MBO_SIZE = 56
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 # the C++ Stats struct holds these int64 counters in this order (BookStats' order), then crossed_now
 _COUNTERS = tuple(f for f in BookStats.__struct_fields__ if f not in ("by_action", "crossed_now"))
 assert len(_COUNTERS) == 17, _COUNTERS
@@ -381,12 +382,17 @@ cdef class Book:
     def depth_of(self, side, price):
         """Index of the level at ``price`` on ``side`` (0 = best), or None when there is none."""
         cdef Side* s = self._query_side(side)
+        if not INT64_MIN <= price <= INT64_MAX:
+            return None
         cdef long d = s.depth_of(price)
         return None if d < 0 else d
 
     def queue(self, side, price):
         """(order_id, size) of the orders at ``price`` on ``side``, in priority order."""
-        cdef Level_* lv = self._query_side(side).find(price)
+        cdef Side* s = self._query_side(side)
+        if not INT64_MIN <= price <= INT64_MAX:
+            return []
+        cdef Level_* lv = s.find(price)
         cdef Order* o
         cdef list out = []
         if lv != NULL:
@@ -441,10 +447,17 @@ cdef class Book:
         """Everything needed to rebuild this book exactly (see :class:`BookState`)."""
         return _to_state(self)
 
+    def __reduce__(self):  # pickle and copy go through the state, like a checkpoint
+        return _unpickle, (type(self), self.to_state(), self.core.max_pending)
+
     @classmethod
     def from_state(cls, state, *, max_pending_trades=100_000):
         """A book identical to the one that produced ``state``."""
         return _from_state(cls, state, max_pending_trades)
+
+
+def _unpickle(cls, state, max_pending_trades):
+    return cls.from_state(state, max_pending_trades=max_pending_trades)
 
 
 cdef class _BboTrack:

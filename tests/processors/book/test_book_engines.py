@@ -8,7 +8,9 @@ log line.
 
 from __future__ import annotations
 
+import copy
 import logging
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -205,3 +207,21 @@ def test_engines_agree_on_every_real_file(shared_data: object, name: str, caplog
         assert fast.apply(r) == pure.apply(r)
     assert fast.to_state() == pure.to_state()
     assert [b.take_trades() for b in fast] == [b.take_trades() for b in pure]
+
+
+@settings(max_examples=50, deadline=None)
+@given(rows())
+def test_books_pickle_and_copy_to_identical_books(rows_: list[Row]) -> None:
+    pure, fast = feed_both(rows_, "keep")
+
+    for book in (pure, fast):
+        for twin in (pickle.loads(pickle.dumps(book)), copy.deepcopy(book)):
+            assert type(twin) is type(book)
+            assert twin.to_state() == book.to_state()
+            assert view(twin) == view(book)
+
+
+def test_queries_out_of_the_integer_range_find_nothing() -> None:
+    for cls in (PureBook, FastBook):
+        book = cls(PUB, INST)
+        assert (book.depth_of("B", 1 << 70), book.queue("A", -(1 << 70)), book.order(-1)) == (None, [], None)
