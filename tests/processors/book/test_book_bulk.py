@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from typing import Any
 
 import pytest
 
-from processors.book import Book, WrongBookError
+from processors.book import COMPILED, Book, FastBook, WrongBookError
 from processors.book.dbn import MBO, dbn_body
 from tests.processors.book import bookdata as bd
 from topics.records import F_LAST, Level, MboFrame, MboRecord
@@ -21,6 +22,16 @@ BboChange = tuple[int, Level | None, Level | None]
 @pytest.fixture(autouse=True)
 def _quiet(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="processors.book")
+
+
+def test_compiled_engine_is_built() -> None:
+    """``pip install -e .`` builds the extension; without it every compiled-engine test is skipped, so say so.
+
+    ``ORDERFLOW_ALLOW_PURE_BOOK=1`` accepts a machine that cannot build it (the pure engine works, slower)."""
+    if os.environ.get("ORDERFLOW_ALLOW_PURE_BOOK") == "1":
+        pytest.skip("ORDERFLOW_ALLOW_PURE_BOOK=1")
+    assert FastBook is not None, "the compiled book engine is not built: see the pip install output"
+    assert COMPILED or os.environ.get("ORDERFLOW_PURE_BOOK") == "1"
 
 
 def one_by_one(book: Any, records: tuple[MboRecord, ...]) -> tuple[list[int], list[BboChange]]:

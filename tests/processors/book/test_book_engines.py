@@ -33,11 +33,6 @@ PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthC
 Row = tuple[str, str, int, int, int, int, int, int, int, int]  # apply_fields arguments
 
 
-def test_compiled_engine_is_built() -> None:
-    """``pip install -e .`` builds the extension: a machine without it runs the pure engine (slower)."""
-    assert FastBook is not None
-
-
 @st.composite
 def rows(draw: st.DrawFn, max_ops: int = 80) -> list[Row]:
     """apply_fields arguments: every action, odd letters, F_TOB, snapshots, channels, replays, unsequenced."""
