@@ -12,10 +12,12 @@ in real data, always a bad record) gets a private code above the Unicode range s
 import logging
 
 from cpython.unicode cimport PyUnicode_GET_LENGTH, PyUnicode_READ_CHAR, PyUnicode_FromOrdinal
+from cpython.ref cimport PyObject, _Py_REFCNT
 from cython.operator cimport dereference as deref, preincrement as inc
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from libcpp.map cimport map as cmap
+from libcpp.vector cimport vector
 
 from processors.book.book import POLICIES
 from processors.book.errors import PolicyError, SideError, StateError, WrongBookError
@@ -54,7 +56,9 @@ cdef class Book:
     cdef object _publisher_id, _instrument_id, _policy_name, _stats, _log
     cdef list _py_trades, _odd
     cdef dict _odd_codes
-    cdef bint _crossed_seen
+    cdef int64_t _synced[17]  # the counters as last written to the BookStats object
+    cdef bint _synced_crossed
+    cdef vector[int64_t] _synced_actions  # by_action counts as last written, in core.by_action.seen order
     cdef int64_t _pub_c, _inst_c
     cdef object _bid_cache, _ask_cache  # the Level objects bbo() last returned, and their values
     cdef int64_t _bid_c[3]
@@ -73,7 +77,6 @@ cdef class Book:
         self.instrument_id = instrument_id
         self.crossed_policy = crossed_policy
         self._stats = BookStats()
-        self._crossed_seen = False
         self._py_trades = []
         self._odd = []
         self._odd_codes = {}
@@ -111,7 +114,9 @@ cdef class Book:
 
     @property
     def stats(self):
-        """The book's :class:`BookStats`, brought up to date whenever this attribute is read."""
+        """The book's :class:`BookStats`: counted in C, written to this object when it is read, and after every
+        record while anything else holds a reference to it (so a kept reference stays live, as in the pure
+        engine)."""
         self._sync_stats()
         return self._stats
 
@@ -126,18 +131,34 @@ cdef class Book:
         for key, count in value.by_action.items():
             self.core.by_action.slot(self._code(key))[0] = count
         self._stats = value
-        self._crossed_seen = c.crossed_now
+        memcpy(self._synced, counters, sizeof(self._synced))
+        self._synced_crossed = c.crossed_now
+        self._synced_actions.clear()
+        for code in self.core.by_action.seen:
+            self._synced_actions.push_back(self.core.by_action.get(code))
 
-    cdef _sync_stats(self):
+    cdef int _sync_stats(self) except -1:
+        """Write the counters that changed since the last time to the BookStats object."""
         cdef Stats* c = &self.core.st
         cdef int64_t* counters = <int64_t*>c
+        cdef Py_ssize_t i
+        cdef int64_t count
         s = self._stats
-        for i, name in enumerate(_COUNTERS):
-            setattr(s, name, counters[i])
-        s.crossed_now = c.crossed_now
-        by_action = s.by_action
-        for code in self.core.by_action.seen:
-            by_action[self._text(code)] = self.core.by_action.get(code)
+        for i in range(17):
+            if counters[i] != self._synced[i]:
+                setattr(s, _COUNTERS[i], counters[i])
+                self._synced[i] = counters[i]
+        if c.crossed_now != self._synced_crossed:
+            s.crossed_now = self._synced_crossed = c.crossed_now
+        cdef vector[int32_t]* seen = &self.core.by_action.seen
+        for i in range(<Py_ssize_t>seen.size()):
+            count = self.core.by_action.get(deref(seen)[i])
+            if i == <Py_ssize_t>self._synced_actions.size():
+                self._synced_actions.push_back(count - 1)
+            if count != self._synced_actions[i]:
+                s.by_action[self._text(deref(seen)[i])] = count
+                self._synced_actions[i] = count
+        return 0
 
     # ---------------------------------------------------------------- codes of action and side letters
 
@@ -190,16 +211,15 @@ cdef class Book:
 
     cdef inline bint _apply(self, Rec& r) except -1:
         cdef uint32_t ev = self.core.apply(r)
-        if (ev & ~EV_POINT) or self.core.st.crossed_now != self._crossed_seen:
+        if ev & ~EV_POINT:
             self._after(ev, r)
+        if _Py_REFCNT(<PyObject*>self._stats) > 1:  # someone kept a reference to book.stats: keep it live
+            self._sync_stats()
         return ev & EV_POINT
 
     cdef int _after(self, uint32_t ev, Rec& r) except -1:
-        """Log what the record caused, as the pure engine does, and keep ``stats.crossed_now`` live."""
+        """Log what the record caused, as the pure engine does."""
         cdef Core* c = self.core
-        if c.st.crossed_now != self._crossed_seen:
-            self._crossed_seen = c.st.crossed_now
-            self._stats.crossed_now = self._crossed_seen
         pub, inst = self._publisher_id, self._instrument_id
         now = r.ts_recv * _NS
         if ev & EV_DUP_START:

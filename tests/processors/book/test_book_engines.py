@@ -220,3 +220,17 @@ def test_queries_out_of_the_integer_range_find_nothing() -> None:
     for cls in (PureBook, FastBook):
         book = cls(PUB, INST)
         assert (book.depth_of("B", 1 << 70), book.queue("A", -(1 << 70)), book.order(-1)) == (None, [], None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows())
+def test_a_kept_stats_reference_stays_live(rows_: list[Row]) -> None:
+    pure, fast = PureBook(PUB, INST), FastBook(PUB, INST)
+    kept_pure, kept_fast = pure.stats, fast.stats
+
+    for row in rows_:
+        pure.apply_fields(*row)
+        fast.apply_fields(*row)
+        assert kept_fast == kept_pure
+    assert kept_fast is fast.stats
+    assert kept_fast == kept_pure
