@@ -173,8 +173,12 @@ class Sink:
         return 0
 
     def _idle_done(self) -> bool:
+        """Idle: consuming (not paused), nothing arrived for ``idle_exit_s`` since the last message or the last
+        resume (after a pause librdkafka fetches anew, and that quiet is not the end of the topic), and
+        everything is stored."""
         idle = self.config.idle_exit_s
-        return (idle is not None and bool(self._assigned) and self._clock() - self._last_message_at >= idle
+        return (idle is not None and bool(self._assigned) and not self._paused
+                and self._clock() - self._last_message_at >= idle
                 and self._acc.batch.n_messages == 0 and self.writer.idle() and not self._uncommitted)
 
     # -- one turn of the loop --------------------------------------------------------------------------------
@@ -292,6 +296,7 @@ class Sink:
     def _resume(self, pending: int) -> None:
         self._consumer.resume(self._partitions(self._assigned))
         self._paused = False
+        self._last_message_at = self._clock()  # the idle time (--idle-exit) counts from here
         self.metrics.paused.set(0)
         logger.info("resuming consumption (%d rows pending)", pending)
 

@@ -49,6 +49,7 @@ class FakeConsumer:
     commits: list[tuple[dict[tuple[str, int], int], int]] = field(default_factory=list)
     pause_calls: int = 0
     resume_calls: int = 0
+    resume_empty_polls: int = 0  # consume() calls that return nothing after a resume (librdkafka fetches anew)
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,6 +64,7 @@ class FakeConsumer:
     def subscribe(self, topics: list[str], on_assign: Any, on_revoke: Any, on_lost: Any) -> None:
         self._on_assign = on_assign
         self._assigned = False
+        self._refetching = 0
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
         if not self._assigned:
@@ -70,6 +72,10 @@ class FakeConsumer:
             self._on_assign(self, [TopicPartition(t, p) for t, p in sorted(self.partitions)])
         out: list[FakeMessage] = []
         with self.lock:
+            if self._refetching:
+                self._refetching -= 1
+                time.sleep(min(timeout, 0.005))
+                return out
             for tp, values in sorted(self.partitions.items()):
                 if tp in self.paused:
                     continue
@@ -88,6 +94,7 @@ class FakeConsumer:
     def resume(self, partitions: list[TopicPartition]) -> None:
         self.resume_calls += 1
         self.paused -= {(p.topic, p.partition) for p in partitions}
+        self._refetching = self.resume_empty_polls
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
         self.commits.append(({(o.topic, o.partition): o.offset for o in offsets}, self.on_commit()))
