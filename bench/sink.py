@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ops.stack import proc
 from ops.stack.layout import Layout
 from ops.stack.testing import LocalStack, create_topic, delete_topics, start_local_stack, stop_local_stack
-from sinks import copybin, migrate, samples, tables
+from sinks import copybin, migrate, samples, schema, tables
 from sinks.pgstore import PgStore
 from sinks.runner import Sink, SinkConfig
 from topics.settings import Settings, load
@@ -183,14 +183,14 @@ def main() -> int:
     local: LocalStack | None = start_local_stack() if args.local_stack else None
     settings = local.settings if local else load()
     schema_name = f"bench_{os.getpid()}"
-    dsn = f"{settings.pg_dsn} options='-c search_path={schema_name}'"
     topic = ""
     try:
         with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {schema_name}")
             version = conn.execute("SHOW server_version").fetchone()
+        dsn = schema.schema_dsn(settings.pg_dsn, schema_name)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            mode = migrate.migrate(conn).mode
+            mode = migrate.migrate(conn, timescaledb=settings.pg_timescaledb != "off").mode
         records = samples.bbo_updates(args.rows, instruments=args.instruments, step_ns=100_000)
         rows = [tables.BBO.rows_of(r)[0] for r in records]
         payloads = [b"".join(copybin.chunks(tables.BBO, rows[i:i + args.batch_rows]))

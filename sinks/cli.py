@@ -100,7 +100,7 @@ def _translated(doing: str) -> Iterator[None]:
 def run_migrate(args: argparse.Namespace) -> int:
     conf = settings.load()
     with _connect(args) as conn, _translated("migrate"):
-        report = migrate.migrate(conn)
+        report = migrate.migrate(conn, timescaledb=conf.pg_timescaledb != "off")
         print(f"mode: {schema.mode_text(conn, report.mode)}")
         for m in report.applied:
             print(f"applied {m.name}")
@@ -113,8 +113,9 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    conf = settings.load()
     with _connect(args) as conn, _translated("status"):
-        st = schema.status(conn)
+        st = schema.status(conn, timescaledb=conf.pg_timescaledb != "off")
     print(f"mode: {st.mode}")
     for a in st.applied:
         print(f"  applied  {a.name:32} {a.applied_at[:19]}  sha256 {a.checksum[:12]}")

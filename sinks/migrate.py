@@ -1,10 +1,10 @@
 """Versioned SQL migrations: ``sinks/migrations/NNNN_name[.timescale|.plain].sql``, applied once, in order.
 
 A version has either one file for both modes or one file per mode (``.timescale.sql`` / ``.plain.sql``). The mode
-is chosen when the first migration runs (TimescaleDB when the extension is installed, plain PostgreSQL otherwise)
-and recorded in ``schema_migrations`` with each file's SHA-256: a file changed after it was applied is an error,
-never silently re-run. Each migration runs in its own transaction under an advisory lock, so two concurrent
-``orderflow db migrate`` runs apply every file once.
+is chosen when the first migration runs (TimescaleDB when the extension is installed and not turned off with
+``ORDERFLOW_PG_TIMESCALEDB=off``, plain PostgreSQL otherwise) and recorded in ``schema_migrations`` with each
+file's SHA-256: a file changed after it was applied is an error, never silently re-run. Each migration runs in its
+own transaction under an advisory lock, so two concurrent ``orderflow db migrate`` runs apply every file once.
 """
 
 from __future__ import annotations
@@ -113,12 +113,22 @@ def timescale_version(conn: psycopg.Connection) -> str | None:
     return str(row[0]) if row else None
 
 
-def detect_mode(conn: psycopg.Connection) -> str:
-    """TIMESCALE when the extension is (or can be) created in this database, PLAIN otherwise."""
+def detect_mode(conn: psycopg.Connection, timescaledb: bool = True) -> str:
+    """TIMESCALE when the extension is (or can be) created in this database, PLAIN otherwise or when
+    ``timescaledb`` is False (``ORDERFLOW_PG_TIMESCALEDB=off``)."""
+    if not timescaledb:
+        return PLAIN
     if timescale_version(conn):
         return TIMESCALE
     available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     if not available:
+        return PLAIN
+    # CREATE EXTENSION of a timescaledb that the server did not preload is FATAL: it ends the connection. The
+    # preloaded loader defines timescaledb.disable_load in every backend (shared_preload_libraries itself is not
+    # readable by an ordinary role).
+    if conn.execute("SELECT 1 FROM pg_settings WHERE name = 'timescaledb.disable_load'").fetchone() is None:
+        logger.warning("timescaledb is installed but the server does not preload it (shared_preload_libraries): "
+                       "using plain PostgreSQL")
         return PLAIN
     try:
         with conn.transaction():
@@ -139,13 +149,14 @@ def applied(conn: psycopg.Connection) -> list[Applied]:
     return [Applied(*row) for row in rows]
 
 
-def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> MigrateReport:
-    """Apply the pending migrations (``conn`` in autocommit mode); idempotent."""
+def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR, timescaledb: bool = True) -> MigrateReport:
+    """Apply the pending migrations (``conn`` in autocommit mode); idempotent. ``timescaledb`` False builds a new
+    database in plain mode even where the extension is available; a database already migrated keeps its mode."""
     conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:
         conn.execute(_CREATE_TABLE)
         done = applied(conn)
-        mode = _mode(conn, done)
+        mode = _mode(conn, done, timescaledb)
         migrations = plan(mode, directory)
         _verify(done, migrations)
         pending = migrations[len(done):]
@@ -156,11 +167,13 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> Migra
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
 
-def _mode(conn: psycopg.Connection, done: list[Applied]) -> str:
-    detected = detect_mode(conn)
+def _mode(conn: psycopg.Connection, done: list[Applied], timescaledb: bool) -> str:
     if not done:
-        return detected
+        return detect_mode(conn, timescaledb)
     recorded = done[0].mode
+    if recorded == PLAIN and not timescaledb:
+        return recorded
+    detected = detect_mode(conn)
     if recorded == TIMESCALE and detected != TIMESCALE:
         raise MigrationError("this database was migrated with TimescaleDB, which is no longer available here")
     if recorded == PLAIN and detected == TIMESCALE:

@@ -35,6 +35,7 @@ class Settings:
     pg_user: str = "orderflow"
     pg_password: str = "orderflow"
     pg_bin: str = ""  # folder of initdb/pg_ctl; empty: found on the machine
+    pg_timescaledb: str = "auto"  # auto: TimescaleDB when the extension is installed | off: plain PostgreSQL
     log_level: str = "INFO"
     log_format: str = "json"  # "json" or "text"
     crossed_policy: str = "keep"  # keep | match | drop-stale
@@ -120,6 +121,7 @@ class Settings:
         _one_of("crossed_policy", self.crossed_policy, ("keep", "match", "drop-stale"))
         _one_of("producer_compression", self.producer_compression, ("lz4", "zstd", "snappy", "gzip", "none"))
         _one_of("log_format", self.log_format, ("json", "text"))
+        _one_of("pg_timescaledb", self.pg_timescaledb, ("auto", "off"))
         _one_of("log_level", self.log_level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 
 

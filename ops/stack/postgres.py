@@ -88,6 +88,11 @@ def timescaledb_installed(bindir: Path) -> bool:
     return (share / "extension" / "timescaledb.control").is_file() and any(pkglib.glob("timescaledb*.so"))
 
 
+def timescaledb_enabled(settings: Settings, bindir: Path) -> bool:
+    """True if the cluster is to load TimescaleDB: installed, and not turned off by ORDERFLOW_PG_TIMESCALEDB=off."""
+    return settings.pg_timescaledb != "off" and timescaledb_installed(bindir)
+
+
 def as_server_user(cmd: list[str]) -> list[str]:
     """``cmd`` run as the postgres OS user when we are root (initdb and postgres refuse root)."""
     return ["runuser", "-u", OS_USER, "--", *cmd] if os.geteuid() == 0 else cmd
@@ -178,7 +183,12 @@ def server_conf(settings: Settings, layout: Layout, timescale: bool) -> str:
         "password_encryption = 'scram-sha-256'",
     ]
     if timescale:
-        lines += ["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off"]
+        # Every TimescaleDB policy job runs in a background worker, and `orderflow db migrate` adds up to 24 (4
+        # refresh, 8 compression, 12 retention), all due at once: with the server's default 8 worker processes
+        # they fail to launch ("failed to start a background worker") and wait for the scheduler's next try.
+        # 24 jobs at a time + 8 parallel query workers + the launcher and one scheduler per database.
+        lines += ["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off",
+                  "timescaledb.max_background_workers = 24", "max_worker_processes = 40"]
     return "\n".join(lines) + "\n"
 
 

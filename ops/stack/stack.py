@@ -86,7 +86,7 @@ def _preflight(settings: Settings, layout: Layout, kafka_needed: bool, pg_needed
         postgres.check_data(layout, postgres.server_major(pg_bin))
     if kafka_needed:
         jars.ensure_jars(layout, settings.kafka_version)
-    return _Plan(java, pg_bin, postgres.timescaledb_installed(pg_bin))
+    return _Plan(java, pg_bin, postgres.timescaledb_enabled(settings, pg_bin))
 
 
 @contextlib.contextmanager
@@ -141,7 +141,8 @@ def _start(settings: Settings, layout: Layout, plan: _Plan, report: UpReport, ka
         pg_pid = postgres.start(plan.pg_bin, settings, layout, plan.timescale)
         report.started.append("postgres")
         mode = postgres.ensure_database(settings, layout, plan.timescale)
-        why = "" if plan.timescale else " (timescaledb extension not installed)"
+        why = "" if plan.timescale else (" (ORDERFLOW_PG_TIMESCALEDB=off)" if settings.pg_timescaledb == "off"
+                                         else " (timescaledb extension not installed)")
         report.lines.append(f"postgres: started (pid {pg_pid}) on {settings.pg_host}:{settings.pg_port}, "
                             f"database {settings.pg_database}, mode: {mode}{why}")
     if pid:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -139,7 +140,16 @@ def test_pg_server_conf(settings: Settings) -> None:
     assert "port = 55999" in plain and "listen_addresses = '127.0.0.1'" in plain
     assert f"unix_socket_directories = '{layout.pg_socket_dir}'" in plain
     assert "timescaledb" not in plain
-    assert "shared_preload_libraries = 'timescaledb'" in postgres.server_conf(settings, layout, timescale=True)
+    timescale = postgres.server_conf(settings, layout, timescale=True)
+    assert "shared_preload_libraries = 'timescaledb'" in timescale
+    assert "max_worker_processes = 40" in timescale and "timescaledb.max_background_workers = 24" in timescale
+
+
+def test_pg_timescaledb_off_keeps_an_installed_extension_unloaded(settings: Settings, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(postgres, "timescaledb_installed", lambda bindir: True)
+    assert postgres.timescaledb_enabled(settings, tmp_path) is True
+    assert postgres.timescaledb_enabled(replace(settings, pg_timescaledb="off"), tmp_path) is False
 
 
 def test_pg_socket_path_too_long_is_clear(tmp_path: Path) -> None:

@@ -10,40 +10,43 @@ import psycopg
 import pytest
 
 from ops.stack.testing import LocalStack
-from sinks import migrate
+from sinks import migrate, schema
 from sinks.pgstore import PgStore
 from sinks.store import MemoryStore, RowStore
 
 
-def schema_dsn(base_dsn: str, schema: str) -> str:
-    """``base_dsn`` with every table name resolved in ``schema`` first."""
-    return f"{base_dsn} options='-c search_path={schema}'"
+def timescaledb_allowed(stack: LocalStack) -> bool:
+    """False when the session runs with ORDERFLOW_PG_TIMESCALEDB=off (plain mode forced)."""
+    return stack.settings.pg_timescaledb != "off"
 
 
 @pytest.fixture
 def pg_schema(stack: LocalStack) -> Iterator[str]:
-    """A DSN whose search_path is a fresh, empty schema (dropped after the test)."""
+    """A DSN whose search_path is a fresh, empty schema (dropped after the test), plus the TimescaleDB
+    extension's schema when the database has it."""
     name = f"t_{os.getpid()}_{os.urandom(3).hex()}"
     with psycopg.connect(stack.pg_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {name}")
     try:
-        yield schema_dsn(stack.pg_dsn, name)
+        yield schema.schema_dsn(stack.pg_dsn, name)
     finally:
         with psycopg.connect(stack.pg_dsn, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 @pytest.fixture
-def migrated_dsn(pg_schema: str) -> str:
-    """A fresh schema with every migration applied."""
+def migrated_dsn(stack: LocalStack, pg_schema: str) -> str:
+    """A fresh schema with every migration applied, in the session's mode."""
     with psycopg.connect(pg_schema, autocommit=True) as conn:
-        migrate.migrate(conn)
+        migrate.migrate(conn, timescaledb=timescaledb_allowed(stack))
     return pg_schema
 
 
 @pytest.fixture
 def timescale(stack: LocalStack) -> None:
     """Skip (with the reason) unless the session's database has TimescaleDB."""
+    if not timescaledb_allowed(stack):
+        pytest.skip("ORDERFLOW_PG_TIMESCALEDB=off: this session runs plain PostgreSQL mode")
     with psycopg.connect(stack.pg_dsn, autocommit=True) as conn:
         if migrate.detect_mode(conn) != migrate.TIMESCALE:
             pytest.skip("the timescaledb extension is absent from the test cluster (plain PostgreSQL mode); Debian "

@@ -73,18 +73,23 @@ def expected_bbo_bars(dsn: str, seconds: int) -> dict[tuple, tuple]:
     return bars
 
 
-@pytest.mark.parametrize(("view", "seconds"), [("bbo_1s", 1), ("bbo_1m", 60)])
-def test_bbo_bars_equal_a_direct_computation(loaded_dsn: str, view: str, seconds: int) -> None:
-    got = fetch(loaded_dsn, f"SELECT extract(epoch FROM bucket)::bigint, instrument_id, publisher_id, updates, "
-                            f"mid_open, mid_high, mid_low, mid_close, bid_close, ask_close, spread_avg, spread_min, "
-                            f"spread_max, crossed_updates FROM {view}")
-    expected = expected_bbo_bars(loaded_dsn, seconds)
+def assert_bbo_bars_equal_a_direct_computation(dsn: str, view: str, seconds: int) -> None:
+    """Every bar of ``view`` equals the bar computed in Python from the ``bbo`` rows, and no bar is missing."""
+    got = fetch(dsn, f"SELECT extract(epoch FROM bucket)::bigint, instrument_id, publisher_id, updates, "
+                     f"mid_open, mid_high, mid_low, mid_close, bid_close, ask_close, spread_avg, spread_min, "
+                     f"spread_max, crossed_updates FROM {view}")
+    expected = expected_bbo_bars(dsn, seconds)
     assert len(got) == len(expected) > 3
     for row in got:
         want = expected[tuple(row[:3])]
         assert tuple(row[3:10]) == want[:7]
         assert abs(row[10] - want[7]) < Decimal("1e-12")
         assert tuple(row[11:]) == want[8:]
+
+
+@pytest.mark.parametrize(("view", "seconds"), [("bbo_1s", 1), ("bbo_1m", 60)])
+def test_bbo_bars_equal_a_direct_computation(loaded_dsn: str, view: str, seconds: int) -> None:
+    assert_bbo_bars_equal_a_direct_computation(loaded_dsn, view, seconds)
 
 
 @pytest.mark.parametrize(("view", "source", "keys", "order", "size_scale", "where"), [
@@ -134,8 +139,10 @@ CREATE AGGREGATE last(bigint, bigint) (SFUNC = _last_step, STYPE = bigint[], FIN
 
 
 def test_the_timescaledb_aggregates_select_the_same_rows_as_the_plain_stand_ins(loaded_dsn: str) -> None:
-    """TimescaleDB is not installed here: its time_bucket/first/last are emulated in a scratch schema and the
-    continuous aggregates' SELECTs, taken from 0004_aggregates.timescale.sql, are compared with the plain views."""
+    """The continuous aggregates' SELECTs, taken from 0004_aggregates.timescale.sql, with TimescaleDB's
+    time_bucket/first/last emulated in plain SQL in a scratch schema, return exactly the rows of the session's
+    aggregates: the plain stand-ins (plain mode: the TimescaleDB SQL is checked without TimescaleDB) or the
+    continuous aggregates themselves (TimescaleDB mode: the emulation is checked against the real functions)."""
     from sinks import migrate
 
     text = (migrate.MIGRATIONS_DIR / "0004_aggregates.timescale.sql").read_text()

@@ -80,14 +80,14 @@ def run_dsn(stack: Any) -> Iterator[str]:
     import os
 
     name = f"graf_{os.getpid()}"
-    dsn = f"{stack.pg_dsn} options='-c search_path={name}'"
+    dsn = schema.schema_dsn(stack.pg_dsn, name)
     with psycopg.connect(stack.pg_dsn, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
         conn.execute(f"CREATE SCHEMA {name}")
     from sinks import migrate
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        migrate.migrate(conn)
+        migrate.migrate(conn, timescaledb=stack.settings.pg_timescaledb != "off")
     store = PgStore(dsn)
     store.write_batch(sample_rows())
     store.commit()

@@ -64,6 +64,17 @@ def test_migrate_is_idempotent_and_records_checksums(pg_schema: str) -> None:
 
 
 @pytest.mark.integration
+def test_detecting_the_mode_leaves_the_connection_usable(pg_schema: str) -> None:
+    """Where TimescaleDB is installed but the server does not preload it (ORDERFLOW_PG_TIMESCALEDB=off here),
+    trying CREATE EXTENSION would end the connection (FATAL): detection says plain instead."""
+    with psycopg.connect(pg_schema, autocommit=True) as conn:
+        mode = migrate.detect_mode(conn)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        preloaded = conn.execute("SELECT 1 FROM pg_settings WHERE name = 'timescaledb.disable_load'").fetchone()
+    assert mode == (migrate.TIMESCALE if preloaded else migrate.PLAIN)
+
+
+@pytest.mark.integration
 def test_a_changed_applied_migration_is_an_error(pg_schema: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, folder)
@@ -135,8 +146,23 @@ def test_timescale_mode_makes_hypertables_with_compression_and_policies(migrated
         assert {t.name for t in tables.TABLES} <= hypertables
         caggs = {r[0] for r in conn.execute("SELECT view_name FROM timescaledb_information.continuous_aggregates")}
         assert set(schema.AGGREGATE_NAMES) <= caggs
-        jobs = conn.execute("SELECT proc_name, count(*) FROM timescaledb_information.jobs GROUP BY 1").fetchall()
-        assert dict(jobs).keys() >= {"policy_refresh_continuous_aggregate", "policy_compression", "policy_retention"}
+        mine = ("SELECT proc_name, hypertable_name, config FROM timescaledb_information.jobs "
+                "WHERE hypertable_schema = current_schema() ORDER BY 1, 2")
+        jobs = conn.execute(mine).fetchall()
+        schema.apply_policies(conn, load({}, db_retention_days=30))
+        assert [j[:2] for j in conn.execute(mine).fetchall()] == [j[:2] for j in jobs]  # replaced, not added twice
+    by_kind: dict[str, dict[str, dict]] = {}
+    for proc, name, config in jobs:
+        by_kind.setdefault(proc, {})[name] = config
+    names = {t.name for t in tables.TABLES}
+    assert by_kind["policy_compression"].keys() == by_kind["policy_retention"].keys() == names  # aggregates: kept
+    assert all(c["compress_after"] == "24:00:00" for c in by_kind["policy_compression"].values())
+    assert all(c["drop_after"] == "30 days" for c in by_kind["policy_retention"].values())
+    refresh = by_kind["policy_refresh_continuous_aggregate"]
+    assert refresh.keys() == set(schema.AGGREGATE_NAMES)
+    for agg in schema.AGGREGATES:  # back to the raw retention; batches of a day where TimescaleDB batches (2.19+)
+        assert refresh[agg.name]["start_offset"] == "30 days", refresh[agg.name]
+        assert refresh[agg.name].get("buckets_per_batch", agg.buckets_per_day) == agg.buckets_per_day
 
 
 @pytest.mark.integration

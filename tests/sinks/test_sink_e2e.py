@@ -210,7 +210,7 @@ def test_a_30_second_postgres_outage_pauses_the_sink_which_then_catches_up(
         time.sleep(30)  # the outage lasts 30 s; the sink keeps retrying meanwhile
         assert sink.proc.poll() is None
     finally:
-        postgres.start(bindir, stack.settings, layout, postgres.timescaledb_installed(bindir))
+        postgres.start(bindir, stack.settings, layout, postgres.timescaledb_enabled(stack.settings, bindir))
     wait_until(lambda: count(migrated_dsn) >= len(records), "the sink to catch up", [sink])
     wait_until(lambda: sink.metric("orderflow_sink_paused") == 0 and sink.health().get("status") == "ok",
                "the sink to resume", [sink])

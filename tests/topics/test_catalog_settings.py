@@ -44,6 +44,7 @@ def test_settings_read_the_environment() -> None:
         ({"ORDERFLOW_PG_PORT": "70000"}, "ORDERFLOW_PG_PORT=70000: expected an integer in"),
         ({"ORDERFLOW_CROSSED_POLICY": "ignore"}, "expected one of keep, match, drop-stale"),
         ({"ORDERFLOW_LOG_FORMAT": "xml"}, "ORDERFLOW_LOG_FORMAT='xml'"),
+        ({"ORDERFLOW_PG_TIMESCALEDB": "on"}, "ORDERFLOW_PG_TIMESCALEDB='on': expected one of auto, off"),
     ],
 )
 def test_bad_settings_fail_loudly_naming_the_variable(env: dict[str, str], message: str) -> None:
