@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a fresh Debian machine (run as root) for orderflow's local stack and tests:
-#   Java 17, Maven, PostgreSQL 15 (and kcat if Debian has it) from apt, only when missing, with one apt-get update;
+#   Java 17, Maven, PostgreSQL 15 (and, optionally, kcat and prometheus/promtool if Debian has them) from apt, only
+#   when missing, with one apt-get update;
 #   .venv with Python 3.11 and the project installed editable with its dev extras, pinned by constraints.txt;
 #   the Apache Kafka jars resolved from Maven Central into $ORDERFLOW_HOME/kafka/libs (cached).
 # Running it again on a ready machine changes nothing and takes a second or two.
@@ -64,6 +65,21 @@ ensure_system_packages() {
             apt_install kcat || log "kcat is not available from apt; skipped (optional)"
         else
             log "kcat not installed (optional: apt-get install kcat)"
+        fi
+    fi
+    if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+        # Optional: promtool checks ops/prometheus/prometheus.yml and a real Prometheus scrapes the sink in the
+        # tests (they skip without it); never fail the set-up for it. The package's service is not started: the
+        # tests and docs/sinks.md run their own Prometheus on loopback.
+        if [[ $EUID -eq 0 ]]; then
+            local no_start=0
+            if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+                printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && no_start=1
+            fi
+            apt_install prometheus || log "prometheus is not available from apt; skipped (optional)"
+            [[ $no_start -eq 0 ]] || rm -f /usr/sbin/policy-rc.d
+        else
+            log "prometheus not installed (optional: apt-get install prometheus)"
         fi
     fi
 }
