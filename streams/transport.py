@@ -10,6 +10,7 @@ worker asks the broker for data ``1000 / fetch_wait_ms`` times a second.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -19,7 +20,13 @@ from faust.types import TransportT
 DEFAULT_FETCH_WAIT_MS = 10
 
 
+# Faust's services log under their module's name; keep these under Faust's (quiet unless asked, see topics.logs)
+_FAUST_LOG = logging.getLogger("faust.orderflow")
+
+
 class ConsumerThread(driver.AIOKafkaConsumerThread):
+    logger = _FAUST_LOG
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka reads it when the consumer starts its fetcher, after this
@@ -28,6 +35,8 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 
 
 class Consumer(driver.Consumer):
+    logger = _FAUST_LOG
+
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -39,6 +48,7 @@ class Transport(driver.Transport):
 class BookApp(faust.App):
     """A Faust app whose consumer waits at most ``fetch_wait_ms`` for a fetch (see the module docstring)."""
 
+    logger = _FAUST_LOG
     fetch_wait_ms = DEFAULT_FETCH_WAIT_MS
 
     def _new_transport(self) -> TransportT:

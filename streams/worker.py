@@ -66,6 +66,8 @@ class BookWorker(faust.Worker):
     def __init__(self, app: faust.App, runtime: Runtime, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.runtime = runtime
+        if not self.stdout.isatty():
+            self.spinner = None  # Faust's start-up spinner writes terminal escapes into the log otherwise
 
     async def on_stop(self) -> None:
         if self.runtime.fatal is None and self.runtime.ready:
