@@ -68,7 +68,7 @@ SNAPSHOT = 8_725  # records of the ESH4 day's opening snapshot
 def read_bbo(bootstrap: str, topic: str, expected: int, deadline_s: float, ready: Any, out: Any) -> None:
     """Child process: read ``topic`` from its end until ``expected`` BBO updates; report read time - ts_recv."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-reader-{os.getpid()}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 1, "fetch.min.bytes": 1})
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 100, "fetch.min.bytes": 1})
     meta = consumer.list_topics(topic, timeout=10)
     consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in meta.topics[topic].partitions])
     consumer.consume(1, timeout=1.0)  # settle the assignment before the run starts
