@@ -170,19 +170,22 @@ class DbnReader(MboReader):
             except dbn.DBNError:
                 yield from self._fail(pending + chunk, start, problems)
                 return
-            pos = start  # within a chunk, offsets add record sizes (exact for MBO records)
-            for msg in decoded:
-                if isinstance(msg, dbn.MBOMsg):
-                    rec = self._convert(msg, pos, problems)
-                    if rec is not None:
-                        self.stats.records += 1
-                        yield rec
-                else:
-                    self.ignore(msg)
-                pos += msg.record_size()
+            yield from self._emit(decoded, start, problems)
             start += len(pending) + len(chunk) - len(decoder.buffer())
             self.mark_progress(raw.tell())
         self._finish(decoder, start, problems)
+
+    def _emit(self, decoded: list[Any], pos: int, problems: Problems) -> Iterator[MboRecord]:
+        """Yield the MBO records of ``decoded`` (which starts at byte offset ``pos``), counting the others."""
+        for msg in decoded:  # offsets add record sizes (exact for MBO records)
+            if isinstance(msg, dbn.MBOMsg):
+                rec = self._convert(msg, pos, problems)
+                if rec is not None:
+                    self.stats.records += 1
+                    yield rec
+            else:
+                self.ignore(msg)
+            pos += msg.record_size()
 
     def _convert(self, msg: Any, pos: int, problems: Problems) -> MboRecord | None:
         action, side = str(msg.action), str(msg.side)
@@ -215,17 +218,8 @@ class DbnReader(MboReader):
         bad, reason = locate_bad_record(data, 0, base)
         good = data[: bad - base]
         decoder = dbn.DBNDecoder(has_metadata=False, input_version=self.prefix.version, upgrade_policy=UPGRADE)
-        pos = base
         decoded: list[Any] = decoder.write_and_decode(good) if good else []
-        for msg in decoded:
-            if isinstance(msg, dbn.MBOMsg):
-                rec = self._convert(msg, pos, problems)
-                if rec is not None:
-                    self.stats.records += 1
-                    yield rec
-            else:
-                self.ignore(msg)
-            pos += msg.record_size()
+        yield from self._emit(decoded, base, problems)
         raise UnrecoverableRecordError(self.path, f"byte offset {bad}", reason)
 
     def _finish(self, decoder: Any, pos: int, problems: Problems) -> None:
