@@ -67,6 +67,10 @@ class Settings:
     streams_gap_threshold: int = 0  # report a sequence jump larger than this as a gap anomaly (0: off)
     streams_loop: str = "uvloop"  # event loop of `orderflow worker`: uvloop or asyncio
     streams_fetch_wait_ms: int = 10  # longest a worker's fetch waits at the broker (Faust's own: 1500)
+    streams_control_url: str = ""  # replay control API proxied by a worker's /control/*; empty: the local replay's
+    streams_sse_heartbeat_ms: float = 15000.0  # SSE comment line sent to an idle client this often
+    streams_sse_trade_ring: int = 1000  # recent trades kept per instrument for Last-Event-ID resume
+    streams_sse_write_timeout_ms: float = 30000.0  # an SSE client whose socket takes no write for this long is dropped
 
     @property
     def bootstrap_servers(self) -> str:
@@ -97,6 +101,7 @@ class Settings:
             ("streams_standby_replicas", self.streams_standby_replicas, 0, 16),
             ("streams_gap_threshold", self.streams_gap_threshold, 0, 4_294_967_295),
             ("streams_fetch_wait_ms", self.streams_fetch_wait_ms, 1, 60_000),
+            ("streams_sse_trade_ring", self.streams_sse_trade_ring, 1, 1_000_000),
             ("exchange_queue_max", self.exchange_queue_max, 1, 10_000_000),
             ("exchange_metrics_port", self.exchange_metrics_port, 0, 65535),
         ):
@@ -110,6 +115,8 @@ class Settings:
             ("streams_commit_interval_ms", self.streams_commit_interval_ms),
             ("streams_mbp10_interval_ms", self.streams_mbp10_interval_ms),
             ("streams_session_timeout_ms", self.streams_session_timeout_ms),
+            ("streams_sse_heartbeat_ms", self.streams_sse_heartbeat_ms),
+            ("streams_sse_write_timeout_ms", self.streams_sse_write_timeout_ms),
         ):
             if ms <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()}={ms}: must be positive")
