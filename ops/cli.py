@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ops.stack import stack
+from ops.stack import kafka, stack
 from ops.stack.errors import StackError
 from topics import logs as topic_logs
 from topics import settings as topic_settings
@@ -24,6 +24,8 @@ _HELP = {
     "down": "stop the Kafka and PostgreSQL this stack started (checked by PID file and command line)",
     "status": "show each service: state, address, PID, health and PostgreSQL mode (exit 3 if one is not healthy)",
     "logs": "print the last lines of the services' log files",
+    "topics": "create the missing catalog topics on the broker of ORDERFLOW_KAFKA_BOOTSTRAP (a broker started "
+    "elsewhere: Docker, Kubernetes); existing topics are left as they are",
 }
 
 
@@ -38,7 +40,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.set_defaults(func=run_stack, stack_command=None)
     sub = parser.add_subparsers(dest="stack_command", metavar="ACTION")
-    for name in ("up", "down", "status"):
+    for name in ("up", "down", "status", "topics"):
         sub.add_parser(name, help=_HELP[name], description=_HELP[name] + ".")
     logs = sub.add_parser("logs", help=_HELP["logs"], description=_HELP["logs"] + ".")
     logs.add_argument("service", nargs="?", choices=stack.SERVICES, help="only this service (default: all)")
@@ -49,7 +51,7 @@ def run_stack(args: argparse.Namespace) -> int:
     """Run the chosen ``stack`` action; returns the process exit code."""
     action = args.stack_command
     if action is None:
-        print("orderflow stack: choose an action: up, down, status or logs (see `orderflow stack --help`)",
+        print("orderflow stack: choose an action: up, down, status, logs or topics (see `orderflow stack --help`)",
               file=sys.stderr)
         return 2
     try:
@@ -93,7 +95,14 @@ def _logs(settings: topic_settings.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-_ACTIONS = {"up": _up, "down": _down, "status": _status, "logs": _logs}
+def _topics(settings: topic_settings.Settings, args: argparse.Namespace) -> int:
+    created, present = kafka.ensure_topics(settings)
+    print(f"{settings.bootstrap_servers}: created {', '.join(created) or 'none'}; "
+          f"already present {', '.join(present) or 'none'}")
+    return 0
+
+
+_ACTIONS = {"up": _up, "down": _down, "status": _status, "logs": _logs, "topics": _topics}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
