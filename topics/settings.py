@@ -48,6 +48,9 @@ class Settings:
     exchange_metrics_port: int = 9109  # Prometheus /metrics and /health of `orderflow ingest` (0: off)
     producer_compression: str = "lz4"  # lz4 | zstd | snappy | gzip | none: Kafka compression of the producers
     replay_control_port: int = 8790  # HTTP playback control of `orderflow replay` on loopback (0: any free port)
+    live_metrics_port: int = 9111  # /metrics and /health of `orderflow live` (0: off)
+    live_gateway: str = ""  # host of the Databento live gateway; empty: the dataset's own (<dataset>.lsg.databento.com)
+    live_gateway_port: int = 13000  # port of that gateway
     sink_group: str = "orderflow-sink"  # Kafka consumer group of `orderflow sink`
     sink_metrics_port: int = 9108  # /metrics and /health of `orderflow sink`
     sink_batch_rows: int = 20_000  # the sink writes a batch when it holds this many rows...
@@ -104,6 +107,8 @@ class Settings:
             ("streams_sse_trade_ring", self.streams_sse_trade_ring, 1, 1_000_000),
             ("exchange_queue_max", self.exchange_queue_max, 1, 10_000_000),
             ("exchange_metrics_port", self.exchange_metrics_port, 0, 65535),
+            ("live_metrics_port", self.live_metrics_port, 0, 65535),
+            ("live_gateway_port", self.live_gateway_port, 1, 65535),
         ):
             if not low <= value <= high:
                 raise SettingsError(f"{PREFIX}{name.upper()}={value}: expected an integer in [{low}, {high}]")
