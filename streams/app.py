@@ -12,13 +12,15 @@ from typing import Any, cast
 
 import faust
 
-from streams import web
+from streams import stream_web, web
 from streams.config import WorkerConfig
 from streams.keeper import Keeper, KeeperConfig
 from streams.metrics import Metrics
 from streams.output import ConfluentSink, FaustSink, OutputSink
 from streams.runtime import Runtime, TableStore
+from streams.sse import Hub, LiveConfig, TeeSink, register_metrics
 from streams.transport import BookApp
+from topics import settings
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def faust_settings(config: WorkerConfig) -> dict[str, Any]:
     }
 
 
-def create_app(config: WorkerConfig) -> tuple[faust.App, Runtime]:
+def create_app(config: WorkerConfig, live: LiveConfig | None = None) -> tuple[faust.App, Runtime]:
     config.workdir.mkdir(parents=True, exist_ok=True)
     app = BookApp(config.app_id, **faust_settings(config))
     app.fetch_wait_ms = config.fetch_wait_ms
@@ -72,7 +74,10 @@ def create_app(config: WorkerConfig) -> tuple[faust.App, Runtime]:
                                  worker=config.worker_name))
     sink: OutputSink = (ConfluentSink(config.bootstrap, f"{config.app_id}-{config.web_port}")
                         if config.publisher == "confluent" else FaustSink(app))
-    runtime = Runtime(app, config, keeper, TableStore(table), sink, Metrics())
+    live = live or LiveConfig.from_settings(settings.load())
+    hub = Hub(config.topics, stream_web.book_snapshot(keeper), live)  # the live view gets every output too
+    runtime = Runtime(app, config, keeper, TableStore(table), TeeSink(sink, hub), Metrics())
+    register_metrics(hub, runtime.metrics.registry)
 
     @app.agent(frames, concurrency=1, name="books")
     async def books(stream: Any) -> None:
@@ -85,4 +90,5 @@ def create_app(config: WorkerConfig) -> tuple[faust.App, Runtime]:
     app.on_partitions_assigned.connect(cast(Any, runtime.on_assigned))
     app.on_rebalance_complete.connect(cast(Any, runtime.on_rebalance_complete))
     web.register(app, runtime)
+    stream_web.register(cast(Any, app.web).web_app, hub, live.control_url)  # the aiohttp driver's application
     return app, runtime

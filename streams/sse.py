@@ -1,0 +1,496 @@
+"""The live hub: a worker's outputs fanned out to server-sent-event clients, with bounded state per client.
+
+The book agent hands every frame's outputs to :meth:`Hub.publish` (through :class:`TeeSink`, next to the Kafka
+producer). The hub keeps, per instrument, a :class:`Feed`: a version counter of the book, a small ring of recent
+anomalies and a ring of recent trades, each entry numbered. A client holds no queue, only cursors (the last number
+it was sent): when it wakes it sends the current book (conflated: the versions it skipped are counted, not kept)
+and the ring entries after its cursor. A client that stops reading therefore costs the hub nothing more than its
+cursors, and its socket buffer; after ``write_timeout_s`` without progress it is disconnected.
+
+Event ids are ``<epoch>-<number>``, the epoch naming this hub's life: a browser that reconnects with
+``Last-Event-ID`` from the same epoch gets the ring entries after that number (no gap while they are in the ring;
+an explicit ``gap`` event otherwise), and always the current book. A sample of what a books client receives::
+
+    retry: 1000
+
+    id: 18c2a9f3e1d-42
+    event: book
+    data: {"instrument_id":17077,"sequence":1234,"ts_recv":1703545212345678901,"bids":[[4810250000000,12,3]],...}
+
+    : heartbeat
+
+The hub is transport-free: :meth:`Hub.serve` writes through a callable, so it is tested without a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streams.errors import StreamsError
+from streams.output import OutputSink
+from streams.publisher import Output, OutputTopics
+
+logger = logging.getLogger(__name__)
+
+BOOKS, TRADES = "books", "trades"
+STREAMS = (BOOKS, TRADES)
+ANOMALY_RING = 200  # recent anomalies kept per instrument
+TIME_RING = 512  # publish times of recent book versions (fan-out latency of conflated updates)
+MAX_BATCH = 500  # ring entries sent in one write
+TICK_S = 0.5  # the hub's clock: heartbeats, disconnect checks, stuck writes
+FANOUT_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+Snapshot = Callable[[int, int], bytes | None]  # (instrument, depth) -> the book document, None when not kept
+
+
+class StreamError(StreamsError):
+    """A bad stream request (instrument, depth, Last-Event-ID)."""
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    heartbeat_s: float = 15.0
+    trade_ring: int = 1000
+    write_timeout_s: float = 30.0
+    control_url: str = "http://127.0.0.1:8790"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> LiveConfig:
+        url = settings.streams_control_url or f"http://127.0.0.1:{settings.replay_control_port}"
+        return cls(heartbeat_s=settings.streams_sse_heartbeat_ms / 1000, trade_ring=settings.streams_sse_trade_ring,
+                   write_timeout_s=settings.streams_sse_write_timeout_ms / 1000, control_url=url.rstrip("/"))
+
+
+def _per_stream() -> dict[str, int]:
+    return dict.fromkeys(STREAMS, 0)
+
+
+@dataclass
+class Totals:
+    sent: dict[str, int] = field(default_factory=_per_stream)  # events
+    conflated: dict[str, int] = field(default_factory=_per_stream)  # events never sent (see HubCollector)
+    connections: dict[str, int] = field(default_factory=_per_stream)
+    timeouts: int = 0  # clients dropped for a stuck socket
+    heartbeats: int = 0
+
+
+class Ring:
+    """Numbered entries ``(number, publish time, data)``, the newest ``size`` kept."""
+
+    __slots__ = ("entries", "last")
+
+    def __init__(self, size: int) -> None:
+        self.entries: deque[tuple[int, float, bytes]] = deque(maxlen=size)
+        self.last = 0  # number of the newest entry (0: none yet)
+
+    def add(self, number: int, at: float, data: bytes) -> None:
+        self.entries.append((number, at, data))
+        self.last = number
+
+    @property
+    def first(self) -> int:
+        """Number of the oldest entry kept (last + 1 when empty)."""
+        return self.entries[0][0] if self.entries else self.last + 1
+
+    def after(self, cursor: int, limit: int = MAX_BATCH) -> list[tuple[int, float, bytes]]:
+        """Entries numbered above ``cursor``, oldest first, at most ``limit``."""
+        entries = self.entries
+        if not entries or cursor >= self.last:
+            return []
+        start = bisect.bisect_right(entries, cursor, key=_number)
+        return [entries[i] for i in range(start, min(len(entries), start + limit))]
+
+
+def _number(entry: tuple[int, float, bytes]) -> int:
+    return entry[0]
+
+
+class Feed:
+    """One instrument's live state in the hub."""
+
+    __slots__ = ("anomalies", "book_seq", "book_times", "instrument", "snapshots", "trades", "versions", "wakers")
+
+    def __init__(self, instrument: int, trade_ring: int) -> None:
+        self.instrument = instrument
+        self.book_seq = 0  # numbers book versions and anomalies (the books stream's ids)
+        self.versions = 0  # book versions published (BBO changes, depth snapshots)
+        self.book_times: deque[tuple[int, float]] = deque(maxlen=TIME_RING)
+        self.anomalies = Ring(ANOMALY_RING)
+        self.trades = Ring(trade_ring)
+        self.snapshots: dict[int, tuple[int, bytes | None]] = {}  # depth -> (book_seq, document)
+        self.wakers: set[Client] = set()
+
+    def book_version(self, at: float) -> None:
+        self.book_seq += 1
+        self.versions += 1
+        self.book_times.append((self.book_seq, at))
+
+    def first_time_after(self, cursor: int) -> float | None:
+        """Publish time of the first book version numbered above ``cursor`` (or the oldest one remembered)."""
+        times = self.book_times
+        if not times or times[-1][0] <= cursor:
+            return None
+        i = bisect.bisect_right(times, cursor, key=lambda entry: entry[0])
+        return times[min(i, len(times) - 1)][1]
+
+
+class Client:
+    """One connected SSE client: cursors and counters, never a queue."""
+
+    __slots__ = ("buffered", "conflated", "connected_at", "cursor", "depth", "feed", "last_write", "sent", "stream",
+                 "task", "versions_seen", "wake", "writing_since")
+
+    def __init__(self, stream: str, feed: Feed, cursor: int, depth: int) -> None:
+        self.stream = stream
+        self.feed = feed
+        self.cursor = cursor  # number of the last entry (or book version) sent
+        self.depth = depth
+        self.versions_seen = feed.versions if stream == BOOKS else 0
+        self.sent = 0
+        self.conflated = 0  # book versions never sent (a newer one went instead) and trades that left the ring
+        self.connected_at = time.monotonic()
+        self.last_write = time.monotonic()
+        self.writing_since: float | None = None  # monotonic start of a write still in progress
+        self.wake: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.buffered: Callable[[], int] = _nothing  # bytes written and not yet taken by the socket (transport)
+
+    def pending(self) -> int:
+        """Book versions or ring entries published and not yet sent to this client (counted, not held)."""
+        feed = self.feed
+        if self.stream == BOOKS:
+            return (feed.versions - self.versions_seen) + max(0, feed.anomalies.last - self.cursor)
+        return max(0, feed.trades.last - self.cursor)
+
+
+def _nothing() -> int:
+    return 0
+
+
+def parse_event_id(raw: str | None, epoch: str) -> int | None:
+    """The number in a ``Last-Event-ID`` of this hub's epoch; None when absent or from another epoch."""
+    if not raw:
+        return None
+    head, sep, tail = raw.strip().rpartition("-")
+    if not sep or head != epoch:
+        return None
+    try:
+        number = int(tail)
+    except ValueError:
+        raise StreamError(f"Last-Event-ID {raw!r}: expected <epoch>-<number>") from None
+    if number < 0:
+        raise StreamError(f"Last-Event-ID {raw!r}: the number must not be negative")
+    return number
+
+
+def event(name: str, data: bytes, event_id: str | None = None) -> bytes:
+    """One SSE event; ``data`` is single-line JSON."""
+    head = f"id: {event_id}\nevent: {name}\ndata: " if event_id else f"event: {name}\ndata: "
+    return head.encode() + data + b"\n\n"
+
+
+class Hub:
+    """The worker's outputs, by instrument, for the SSE clients; see the module docstring."""
+
+    def __init__(self, topics: OutputTopics, snapshot: Snapshot, config: LiveConfig | None = None) -> None:
+        self.config = config or LiveConfig()
+        self.snapshot = snapshot
+        self.epoch = format(time.time_ns() // 1_000_000, "x")
+        self.feeds: dict[bytes, Feed] = {}
+        self.clients: set[Client] = set()
+        self.kinds = {topics.bbo: "bbo", topics.mbp10: "mbp10", topics.trades: "trade",
+                      topics.anomalies: "anomaly"}
+        self.totals = Totals()
+        self.fanout = Histogram("orderflow_stream_fanout_seconds", "an output handed to the hub to its event "
+                                "written to a client's socket", registry=None, buckets=FANOUT_BUCKETS)
+        self.closing = False
+        self._ticker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ producer side
+
+    def feed(self, instrument: int) -> Feed:
+        key = str(instrument).encode()
+        found = self.feeds.get(key)
+        if found is None:
+            found = self.feeds[key] = Feed(instrument, self.config.trade_ring)
+        return found
+
+    def publish(self, outputs: Sequence[Output]) -> None:
+        """Take a frame's outputs (topic, key, JSON value) and wake the clients of the instruments they touch."""
+        kinds, now = self.kinds, time.perf_counter()
+        touched: set[Feed] = set()
+        for topic, key, value in outputs:
+            kind = kinds.get(topic)
+            if kind is None or key is None:
+                continue
+            feed = self.feeds.get(key)
+            if feed is None:
+                feed = self.feed(int(key))
+            if kind == "trade":
+                feed.trades.add(feed.trades.last + 1, now, value)
+            elif kind == "anomaly":
+                feed.book_seq += 1
+                feed.anomalies.add(feed.book_seq, now, value)
+            else:
+                feed.book_version(now)
+            touched.add(feed)
+        for feed in touched:
+            self._wake_all(feed.wakers)
+
+    def _wake_all(self, clients: set[Client]) -> None:
+        for client in clients:
+            wake = client.wake
+            if wake is not None and not wake.done():
+                wake.set_result(None)
+        clients.clear()
+
+    # ------------------------------------------------------------------ client side
+
+    def subscribe(self, stream: str, instrument: int, last_event_id: str | None = None, depth: int = 10,
+                  backfill: int = 0) -> tuple[Client, bytes]:
+        """A new client and the first bytes to send it (retry interval, resume or backfill)."""
+        if stream not in STREAMS:
+            raise StreamError(f"unknown stream {stream!r}; expected one of {', '.join(STREAMS)}")
+        feed = self.feed(instrument)
+        resumed = parse_event_id(last_event_id, self.epoch)
+        ring = feed.trades
+        if resumed is not None:
+            cursor = resumed
+        elif stream == TRADES:
+            cursor = max(feed.trades.first - 1, feed.trades.last - max(0, backfill))
+        else:
+            cursor = 0  # a new books client gets the anomalies still in the ring, then the book
+        client = Client(stream, feed, cursor, depth)
+        if stream == BOOKS:
+            client.versions_seen = -1  # the current book goes out first, whatever its version
+        self.clients.add(client)
+        self.totals.connections[stream] += 1
+        head = b"retry: 1000\n\n"
+        if last_event_id and resumed is None:
+            head += event("reset", b'{"reason":"the worker restarted since this id; state starts afresh"}')
+        if stream == TRADES and resumed is not None and resumed + 1 < ring.first and resumed < ring.last:
+            missed = ring.first - resumed - 1
+            client.cursor = ring.first - 1
+            client.conflated += missed
+            self.totals.conflated[stream] += missed
+            head += event("gap", f'{{"missed":{missed},"from":{resumed + 1},"to":{ring.first - 1}}}'.encode())
+        return client, head
+
+    def unsubscribe(self, client: Client) -> None:
+        self.clients.discard(client)
+        client.feed.wakers.discard(client)
+
+    async def serve(self, client: Client, write: Callable[[bytes], Awaitable[None]],
+                    closed: Callable[[], bool]) -> None:
+        """Send ``client`` its events until it goes away (``closed``, a failed write) or the hub closes."""
+        client.task = asyncio.current_task()
+        self._start_ticker()
+        loop = asyncio.get_running_loop()
+        heartbeat = self.config.heartbeat_s
+        try:
+            while not self.closing and not closed():
+                payload, started = self._collect(client)
+                if payload:
+                    await self._write(client, write, payload)
+                    if started is not None:
+                        self.fanout.observe(time.perf_counter() - started)
+                    continue
+                if time.monotonic() - client.last_write >= heartbeat:
+                    await self._write(client, write, b": heartbeat\n\n")
+                    self.totals.heartbeats += 1
+                    continue
+                client.wake = loop.create_future()
+                client.feed.wakers.add(client)
+                await client.wake
+        except (ConnectionError, RuntimeError) as e:  # aiohttp: "Cannot write to closing transport"
+            logger.debug("stream client gone: %s", e)
+        finally:
+            client.wake = None
+            self.unsubscribe(client)
+
+    async def _write(self, client: Client, write: Callable[[bytes], Awaitable[None]], payload: bytes) -> None:
+        client.writing_since = time.monotonic()
+        await write(payload)
+        client.writing_since = None
+        client.last_write = time.monotonic()
+
+    def _collect(self, client: Client) -> tuple[bytes, float | None]:
+        """What ``client`` has not been sent yet, as one payload; the publish time of its oldest part."""
+        return self._collect_books(client) if client.stream == BOOKS else self._collect_trades(client)
+
+    def _collect_trades(self, client: Client) -> tuple[bytes, float | None]:
+        ring = client.feed.trades
+        if client.cursor >= ring.last:
+            return b"", None
+        parts: list[bytes] = []
+        if client.cursor + 1 < ring.first:  # fell behind the ring: say what was lost
+            missed = ring.first - client.cursor - 1
+            parts.append(event("gap", f'{{"missed":{missed},"from":{client.cursor + 1},'
+                                      f'"to":{ring.first - 1}}}'.encode()))
+            self._conflate(client, missed)
+            client.cursor = ring.first - 1
+        entries = ring.after(client.cursor)
+        epoch = self.epoch
+        parts.extend(event("trade", data, f"{epoch}-{number}") for number, _, data in entries)
+        client.cursor = entries[-1][0]
+        self._count(client, len(entries))
+        return b"".join(parts), entries[0][1]
+
+    def _collect_books(self, client: Client) -> tuple[bytes, float | None]:
+        feed = client.feed
+        parts: list[bytes] = []
+        started: float | None = None
+        epoch = self.epoch
+        anomalies = feed.anomalies.after(client.cursor)
+        if anomalies:
+            started = anomalies[0][1]
+            parts.extend(event("anomaly", data, f"{epoch}-{number}") for number, _, data in anomalies)
+            client.cursor = max(client.cursor, anomalies[-1][0])
+            self._count(client, len(anomalies))
+        if feed.versions != client.versions_seen:
+            if client.versions_seen >= 0:
+                self._conflate(client, max(0, feed.versions - client.versions_seen - 1))
+                first = feed.first_time_after(client.cursor)
+                started = first if started is None or (first is not None and first < started) else started
+            client.versions_seen = feed.versions
+            doc = self._snapshot(feed, client.depth)
+            if doc is not None:
+                parts.append(event("book", doc, f"{epoch}-{feed.book_seq}"))
+                self._count(client, 1)
+            else:
+                parts.append(event("status", f'{{"instrument_id":{feed.instrument},"kept":false}}'.encode()))
+            client.cursor = max(client.cursor, feed.book_seq)
+        return b"".join(parts), started
+
+    def _snapshot(self, feed: Feed, depth: int) -> bytes | None:
+        cached = feed.snapshots.get(depth)
+        if cached is not None and cached[0] == feed.book_seq:
+            return cached[1]
+        doc = self.snapshot(feed.instrument, depth)
+        feed.snapshots[depth] = (feed.book_seq, doc)
+        return doc
+
+    def _count(self, client: Client, events: int) -> None:
+        client.sent += events
+        self.totals.sent[client.stream] += events
+
+    def _conflate(self, client: Client, skipped: int) -> None:
+        if skipped:
+            client.conflated += skipped
+            self.totals.conflated[client.stream] += skipped
+
+    # ------------------------------------------------------------------ clock and shutdown
+
+    def _start_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.ensure_future(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        while not self.closing:
+            await asyncio.sleep(TICK_S)
+            self.tick(time.monotonic())
+
+    def tick(self, now: float) -> None:
+        """Wake every waiting client (it checks its socket and its heartbeat); drop the ones stuck in a write."""
+        for client in list(self.clients):
+            since = client.writing_since
+            if since is not None and now - since >= self.config.write_timeout_s and client.task is not None:
+                logger.warning("stream client dropped: no write progress for %.0f s (%s, instrument %d)",
+                               now - since, client.stream, client.feed.instrument)
+                self.totals.timeouts += 1
+                client.writing_since = None
+                client.task.cancel()
+            elif client.wake is not None and not client.wake.done():
+                client.wake.set_result(None)
+
+    async def close(self) -> None:
+        """Server shutdown: end every client's stream."""
+        self.closing = True
+        for client in list(self.clients):
+            if client.wake is not None and not client.wake.done():
+                client.wake.set_result(None)
+            elif client.writing_since is not None and client.task is not None:
+                client.task.cancel()
+        if self._ticker is not None:
+            self._ticker.cancel()
+
+    # ------------------------------------------------------------------ views
+
+    def stats(self) -> dict[str, Any]:
+        """Clients and what each holds, for ``/stream/stats``."""
+        now = time.monotonic()
+        clients = [{"stream": c.stream, "instrument_id": c.feed.instrument, "sent": c.sent,
+                    "conflated": c.conflated, "pending": c.pending(), "cursor": c.cursor,
+                    "buffered_bytes": c.buffered(),
+                    "writing_s": None if c.writing_since is None else round(now - c.writing_since, 3),
+                    "age_s": round(now - c.connected_at, 3)} for c in self.clients]
+        return {"epoch": self.epoch, "clients": clients, "totals": dataclasses.asdict(self.totals),
+                "instruments": sorted(f.instrument for f in self.feeds.values()),
+                "rings": {str(f.instrument): {"trades": len(f.trades.entries), "anomalies": len(f.anomalies.entries)}
+                          for f in self.feeds.values()}}
+
+    def count(self, stream: str) -> int:
+        return sum(1 for c in self.clients if c.stream == stream)
+
+
+class HubCollector(Collector):
+    """The hub's gauges and counters, read when Prometheus scrapes."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        clients = GaugeMetricFamily("orderflow_stream_clients", "connected SSE clients", labels=["stream"])
+        for name, help_text, key in (("events_sent", "SSE events sent", "sent"),
+                                     ("events_conflated", "events never sent because a newer state replaced them "
+                                      "(book versions) or they left the ring before a slow client read them "
+                                      "(trades)", "conflated"),
+                                     ("connections", "SSE connections accepted", "connections")):
+            family = CounterMetricFamily(f"orderflow_stream_{name}", help_text, labels=["stream"])
+            for stream in STREAMS:
+                family.add_metric([stream], getattr(hub.totals, key)[stream])
+            yield family
+        for stream in STREAMS:
+            clients.add_metric([stream], hub.count(stream))
+        yield clients
+        yield CounterMetricFamily("orderflow_stream_write_timeouts", "clients dropped for a stuck socket",
+                                  value=hub.totals.timeouts)
+        yield from hub.fanout.collect()
+
+
+def register_metrics(hub: Hub, registry: CollectorRegistry) -> None:
+    registry.register(HubCollector(hub))
+
+
+class TeeSink:
+    """An :class:`OutputSink` that hands outputs to the producer and then to the hub."""
+
+    def __init__(self, inner: OutputSink, hub: Hub) -> None:
+        self.inner = inner
+        self.hub = hub
+
+    def send(self, outputs: Sequence[Output]) -> None:
+        self.inner.send(outputs)
+        try:
+            self.hub.publish(outputs)
+        except Exception:  # the live view must never stop the book agent
+            logger.exception("live hub failed on %d outputs", len(outputs))
+
+    async def flush(self) -> None:
+        await self.inner.flush()
+
+    async def close(self) -> None:
+        await self.inner.close()
