@@ -70,6 +70,13 @@ class Settings:
     streams_gap_threshold: int = 0  # report a sequence jump larger than this as a gap anomaly (0: off)
     streams_loop: str = "uvloop"  # event loop of `orderflow worker`: uvloop or asyncio
     streams_fetch_wait_ms: int = 10  # longest a worker's fetch waits at the broker (Faust's own: 1500)
+    features_app_id: str = "orderflow-features"  # Faust app id of `orderflow features`: group, table names
+    features_web_port: int = 6080  # web views of `orderflow features`
+    features_workdir: str = ""  # RocksDB folder of the features worker; empty: <home>/streams/<app id>-<port>
+    features_intervals_ms: str = "1000,60000"  # bar lengths, ms, comma-separated; each a multiple of the first
+    features_commit_interval_ms: float = 1000.0  # feature checkpoints and offset commits, this often
+    features_idle_ms: float = 250.0  # all inputs read to the end and silent this long: bars close by the wall clock
+    features_regime_fit_bars: int = 600  # bars of volatility an instrument collects before its regime HMM is fitted
     streams_control_url: str = ""  # replay control API proxied by a worker's /control/*; empty: the local replay's
     streams_sse_heartbeat_ms: float = 15000.0  # SSE comment line sent to an idle client this often
     streams_sse_trade_ring: int = 1000  # recent trades kept per instrument for Last-Event-ID resume
@@ -85,6 +92,17 @@ class Settings:
             f"host={self.pg_host} port={self.pg_port} dbname={self.pg_database} "
             f"user={self.pg_user} password={self.pg_password}"
         )
+
+    def feature_intervals_ns(self) -> tuple[int, ...]:
+        """``features_intervals_ms`` as increasing ns, each a multiple of the first."""
+        name = f"{PREFIX}FEATURES_INTERVALS_MS={self.features_intervals_ms!r}"
+        try:
+            values = tuple(int(float(v) * 1_000_000) for v in self.features_intervals_ms.split(","))
+        except ValueError:
+            raise SettingsError(f"{name}: expected comma-separated milliseconds, e.g. 1000,60000") from None
+        if not values or values[0] <= 0 or list(values) != sorted(set(values)) or any(v % values[0] for v in values):
+            raise SettingsError(f"{name}: expected increasing positive lengths, each a multiple of the first")
+        return values
 
     def __post_init__(self) -> None:
         for name, value, low, high in (
@@ -104,6 +122,8 @@ class Settings:
             ("streams_standby_replicas", self.streams_standby_replicas, 0, 16),
             ("streams_gap_threshold", self.streams_gap_threshold, 0, 4_294_967_295),
             ("streams_fetch_wait_ms", self.streams_fetch_wait_ms, 1, 60_000),
+            ("features_web_port", self.features_web_port, 1, 65535),
+            ("features_regime_fit_bars", self.features_regime_fit_bars, 10, 10_000_000),
             ("streams_sse_trade_ring", self.streams_sse_trade_ring, 1, 1_000_000),
             ("exchange_queue_max", self.exchange_queue_max, 1, 10_000_000),
             ("exchange_metrics_port", self.exchange_metrics_port, 0, 65535),
@@ -120,11 +140,14 @@ class Settings:
             ("streams_commit_interval_ms", self.streams_commit_interval_ms),
             ("streams_mbp10_interval_ms", self.streams_mbp10_interval_ms),
             ("streams_session_timeout_ms", self.streams_session_timeout_ms),
+            ("features_commit_interval_ms", self.features_commit_interval_ms),
+            ("features_idle_ms", self.features_idle_ms),
             ("streams_sse_heartbeat_ms", self.streams_sse_heartbeat_ms),
             ("streams_sse_write_timeout_ms", self.streams_sse_write_timeout_ms),
         ):
             if ms <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()}={ms}: must be positive")
+        self.feature_intervals_ns()  # validates ORDERFLOW_FEATURES_INTERVALS_MS
         _one_of("streams_publisher", self.streams_publisher, ("confluent", "faust"))
         _one_of("streams_loop", self.streams_loop, ("uvloop", "asyncio"))
         if self.exchange_watchdog_s <= 0:
