@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "producers.publish_cli",
     "producers.exchanges.cli",
     "streams.commands",
+    "streams.features_cli",
     "sinks.cli",
 )
 OUR_PACKAGES = frozenset({"topics", "processors", "producers", "streams", "sinks", "ops"})
