@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "ops.cli",
     "producers.cli",
     "producers.publish_cli",
+    "producers.live.cli",
     "producers.exchanges.cli",
     "streams.commands",
     "streams.features_cli",
