@@ -114,6 +114,10 @@ def parse_entries(entries: Iterable[tuple[bytes, bytes]], partitions: Iterable[i
 class CheckpointStore(Protocol):
     """Where checkpoints live: read at assignment, written at commit boundaries."""
 
+    def recovered(self, partitions: set[int]) -> set[int]:
+        """Those of ``partitions`` whose every durable entry can be read now (a changelog-backed store
+        answers only for partitions whose changelog has been read to its end in the current assignment)."""
+
     def load(self, partitions: set[int]) -> dict[int, PartitionRestore]:
         """Every entry of ``partitions`` (which must be assigned and recovered)."""
 
@@ -139,6 +143,9 @@ class MemoryCheckpointStore:
         self.hold = hold
         self.writes = 0
         self._pending: list[tuple[dict[bytes, bytes], asyncio.Future[None]]] = []
+
+    def recovered(self, partitions: set[int]) -> set[int]:
+        return set(partitions)
 
     def load(self, partitions: set[int]) -> dict[int, PartitionRestore]:
         return parse_entries(self.durable.items(), partitions)

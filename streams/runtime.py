@@ -67,6 +67,26 @@ class TableStore:
     def forget(self, partition: int) -> None:
         self.events.pop(partition, None)
 
+    def recovered(self, partitions: set[int]) -> set[int]:
+        """Those of ``partitions`` whose changelog partition Faust has read to the end in the current round of
+        table recovery. Faust signals a completed round before it checks that no newer rebalance began, so the
+        consumer's assignment may already hold partitions whose changelog was not (or only partly) read: their
+        table holds older checkpoints than the committed offsets, and restoring them would lose frames."""
+        recovery = self.table.app.tables.recovery
+        if recovery.signal_recovery_start.is_set():  # a newer round began: it will complete and signal again
+            return set()
+        topic = self.table.changelog_topic.get_topic_name()
+        done = set()
+        for partition in partitions:
+            tp = TP(topic, partition)
+            highwater = recovery.active_highwaters.get(tp)  # last offset in the changelog when the round began
+            offset = recovery.active_offsets.get(tp)  # last offset read (or persisted locally)
+            if tp not in recovery.active_tps or highwater is None:
+                continue
+            if highwater < 0 or (offset is not None and offset >= highwater):
+                done.add(partition)
+        return done
+
     def load(self, partitions: set[int]) -> dict[int, cp.PartitionRestore]:
         return cp.parse_entries(((bytes(k), bytes(v)) for k, v in self.table.items()), partitions)
 
@@ -93,6 +113,7 @@ class Runtime:
         self.inflight: asyncio.Future[None] | None = None  # the checkpoint (or claim) being made durable
         self._dying: asyncio.Future[None] | None = None
         self.ready = False
+        self.rebalances = 0  # revocations and assignments seen: a restore spanning one is void
         self.fatal: BaseException | None = None
         # the group's committed offsets of some partitions (for the lag before the first frame); none by default
         self.committed: Callable[[list[int]], Awaitable[dict[int, int]]] = _no_offsets
@@ -112,8 +133,12 @@ class Runtime:
     async def on_event(self, event: EventT) -> None:
         message = event.message
         partition, offset = message.partition, message.offset
-        if partition not in self.keeper.partitions:  # recovery finished before our hook ran: restore now
-            await self.restore({partition})
+        if partition not in self.keeper.partitions and not await self.restore({partition}):
+            # its checkpoints are not recovered yet: leave the frame unacked; Faust seeks the partition back to
+            # its committed offset once the table recovery completes, and the frame comes again
+            logger.info("frame of a partition not restored yet left for redelivery", extra={
+                "topic": message.topic, "partition": partition, "offset": offset})
+            return
         self.store.note(partition, event)
         if not self.keeper.partitions[partition].claimed:
             await self.claim(partition)
@@ -243,11 +268,14 @@ class Runtime:
     async def on_revoked(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         """Signal: the group rebalances. No checkpoint may still be in flight when the partitions move."""
         self.ready = False
+        self.rebalances += 1
         await self.settle()
         self.pending.clear()  # offsets restart from the committed ones; unacked frames come again
 
     async def on_assigned(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         """Signal (argument: the new assignment): drop the books of partitions this worker no longer has."""
+        self.ready = False
+        self.rebalances += 1
         mine = self._partitions(args[0] if args else kwargs.get("assigned", ()))
         for partition in set(self.keeper.partitions) - mine:
             self.keeper.revoke(partition)
@@ -257,21 +285,36 @@ class Runtime:
         self.pending.clear()
 
     async def on_rebalance_complete(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        """Signal: tables are recovered. Restore the books of newly assigned partitions, then report ready."""
+        """Signal: a round of table recovery completed. Restore the books of newly assigned partitions whose
+        checkpoints are fully recovered; report ready once every assigned partition is restored. Partitions
+        not recovered yet wait for the next round, which signals again."""
         mine = self._partitions(self.app.consumer.assignment())
         new = mine - set(self.keeper.partitions)
-        if new:
-            await self.restore(new)
-        self.ready = True
+        recovered = self.store.recovered(new)
+        if recovered and not await self.restore(recovered):
+            return  # the group rebalanced meanwhile: the next round restores them
+        if new - recovered:
+            logger.info("partitions %s wait for a later round of table recovery", sorted(new - recovered),
+                        extra={"topic": self.config.topics.frames})
+        self.ready = mine <= set(self.keeper.partitions)
 
-    async def restore(self, partitions: set[int]) -> None:
+    async def restore(self, partitions: set[int]) -> bool:
+        """Take ``partitions`` over from their checkpoints; False (nothing taken) unless every one of them is
+        recovered and no rebalance happened meanwhile."""
+        assigned = self._partitions(self.app.consumer.assignment())
+        if not partitions <= assigned or self.store.recovered(partitions) != partitions:
+            return False
+        rebalances = self.rebalances
         tps = [TP(self.config.topics.frames, p) for p in sorted(partitions)]
         ends = await self.app.consumer.highwaters(*tps)
         committed = await self.committed(sorted(partitions))
+        if rebalances != self.rebalances:  # the assignment changed while we asked the broker
+            return False
         restored = self.store.load(partitions)
         for tp in tps:
             self.keeper.assign(tp.partition, restored[tp.partition], ends.get(tp) or 0,
                                committed.get(tp.partition, 0))
+        return True
 
     def _partitions(self, tps: Iterable[TP]) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == self.config.topics.frames}

@@ -163,3 +163,64 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_worker_without_acking() -
         assert not broker.acked.get(0)  # nothing may be committed past a checkpoint that is not durable
 
     asyncio.run(scenario())
+
+
+class PartlyRecoveredStore(MemoryCheckpointStore):
+    """A changelog-backed store in the middle of a recovery round: ``pending`` partitions are not read yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: set[int] = set()
+
+    def recovered(self, partitions: set[int]) -> set[int]:
+        return set(partitions) - self.pending
+
+
+def test_partitions_not_recovered_are_restored_by_a_later_round_and_their_frames_come_again() -> None:
+    store = PartlyRecoveredStore()
+    broker = twin.Broker(twin.frame_logs(session()), store=store)
+
+    async def scenario() -> None:
+        runtime, _ = await twin.start(broker)
+        for offset in range(5):
+            key, value = broker.logs[1][offset]
+            await runtime.on_event(twin.Event(twin.Message(twin.TOPICS.frames, 1, offset, key, value), broker))
+        await runtime.checkpoint(1)
+        store.pending = {1}
+        again, sink = twin.new_runtime(broker)
+        await again.on_rebalance_complete(None)  # a round that did not read partition 1's changelog
+        assert sorted(again.keeper.partitions) == [0] and not again.ready
+        key, value = broker.logs[1][5]
+        await again.on_event(twin.Event(twin.Message(twin.TOPICS.frames, 1, 5, key, value), broker))
+        assert not sink.outputs and 5 not in broker.acked.get(1, set())  # left for redelivery
+        store.pending = set()
+        await again.on_rebalance_complete(None)  # the next round read it
+        assert again.ready
+        restored = again.keeper.partitions[1]
+        assert [t.state.offset for t in restored.books.values()] == [4]
+
+    asyncio.run(scenario())
+
+
+class RebalancingConsumer(twin.Consumer):
+    """Its highwaters answer arrives after the group rebalanced (the runtime's hooks run meanwhile)."""
+
+    runtime: Any = None
+
+    async def highwaters(self, *tps: Any) -> dict[Any, int]:
+        await self.runtime.on_assigned(None, set(self.assignment()))
+        return await super().highwaters(*tps)
+
+
+def test_a_restore_spanning_a_rebalance_is_void() -> None:
+    broker = twin.Broker(twin.frame_logs(session()))
+
+    async def scenario() -> None:
+        runtime, _ = twin.new_runtime(broker)
+        consumer = RebalancingConsumer(broker)
+        consumer.runtime = runtime
+        runtime.app.consumer = consumer
+        await runtime.on_rebalance_complete(None)
+        assert not runtime.keeper.partitions and not runtime.ready
+
+    asyncio.run(scenario())
