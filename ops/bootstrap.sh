@@ -3,7 +3,8 @@
 #   Java 17, Maven, PostgreSQL 15 (and, optionally, kcat and prometheus/promtool if Debian has them) from apt, only
 #   when missing, with one apt-get update;
 #   .venv with Python 3.11 and the project installed editable with its dev extras, pinned by constraints.txt;
-#   the Apache Kafka jars resolved from Maven Central into $ORDERFLOW_HOME/kafka/libs (cached).
+#   the Apache Kafka jars resolved from Maven Central into $ORDERFLOW_HOME/kafka/libs (cached);
+#   npm and chromium from apt when missing, and the web view's npm packages (npm ci in streams/static).
 # Running it again on a ready machine changes nothing and takes a second or two.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -105,7 +106,24 @@ ensure_venv() {
     echo "$digest" >"$stamp"
 }
 
+# The web view's charting library (streams/static/package-lock.json) and the browser the browser tests drive.
+ensure_web_packages() {
+    local missing=()
+    command -v npm >/dev/null || missing+=(nodejs npm)
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    [[ ${#missing[@]} -eq 0 ]] || apt_install "${missing[@]}"
+    local static=streams/static stamp=streams/static/node_modules/.orderflow-installed digest
+    digest="$(sha256sum "$static/package-lock.json" | cut -d' ' -f1)"
+    if [[ -f $stamp && "$(cat "$stamp")" == "$digest" ]]; then
+        return
+    fi
+    log "npm ci in $static"
+    (cd "$static" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$digest" >"$stamp"
+}
+
 ensure_system_packages
+ensure_web_packages
 ensure_venv
 .venv/bin/python -m ops.stack.jars
 log "ready"
