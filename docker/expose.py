@@ -94,7 +94,8 @@ async def _serve(ports: Sequence[int], argv: Sequence[str]) -> int:
             servers.append(await asyncio.start_server(functools.partial(_relay, port), address, port))
             logger.info("expose: %s:%d -> 127.0.0.1:%d", address, port, port)
     try:
-        return await proc.wait()
+        code = await proc.wait()
+        return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
     finally:
         for server in servers:
             server.close()
