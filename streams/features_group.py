@@ -1,0 +1,306 @@
+"""Feature bars of one partition group: records in, bars and regime signals out. Pure: no Kafka, no clock reads.
+
+A *partition group* is partition ``p`` of every input topic (``book.bbo``, ``book.mbp10``, ``book.trades``,
+``ticks.trades``, ``ticks.quotes``); Faust assigns them together (co-partitioned), so one group has one
+:class:`~processors.features.FeatureEngine` and one :class:`~processors.regime.RegimeDetector` per bar interval.
+Each input topic's partition is a *stream*.
+
+The bar-closing rule (docs/features-worker.md explains why it makes recovery exact):
+
+1. a record's event time is ``max(ts_recv, event time of the previous record of its stream)``;
+2. the group clock is the smallest event time of the streams that are not caught up (a stream is caught up when
+   the next offset to read is at the broker's end offset); a stream that is not caught up and has no event time
+   yet holds the clock back; when every stream is caught up, the clock is the largest event time seen;
+3. every bar ending at or before the group clock closes; a record goes into the bar of its event time;
+4. instruments seen for the first time are registered when their first bar closes, in name order;
+5. a record whose bar already closed (only possible on live input) goes into the open bar and is counted late.
+
+With complete input (recorded topics), only the per-stream order decides the bars, and Kafka keeps that order,
+so a group restored from its checkpoint and fed the rest publishes exactly what an uninterrupted run publishes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from processors.features import FeatureConfig, FeatureEngine, FeatureFrame, Record, instrument_key
+from processors.regime import RegimeConfig, RegimeDetector, RegimeUpdate
+from topics import catalog
+from topics.codec import decode, encode
+from topics.errors import DecodeError
+from topics.records import BboUpdate, BookTrade, DeadLetter, Mbp10Snapshot, QuoteTick, TradeTick
+
+logger = logging.getLogger(__name__)
+
+Output = tuple[str, bytes, bytes]  # topic, key, value
+STAGE = "feature-agent"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureTopics:
+    """What the features worker reads and writes (the catalog's names, optionally prefixed)."""
+
+    bbo: str = catalog.BOOK_BBO.name
+    mbp10: str = catalog.BOOK_MBP10.name
+    book_trades: str = catalog.BOOK_TRADES.name
+    tick_trades: str = catalog.TICKS_TRADES.name
+    tick_quotes: str = catalog.TICKS_QUOTES.name
+    bars: str = catalog.FEATURES_BARS.name
+    signals: str = catalog.SIGNALS_REGIME.name
+    deadletter: str = catalog.DEAD_LETTER.name
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> FeatureTopics:
+        base = cls()
+        return cls(*(prefix + getattr(base, name) for name in cls.__dataclass_fields__))
+
+    def inputs(self) -> dict[str, type]:
+        """Input topic -> record type, in a fixed order."""
+        return {self.bbo: BboUpdate, self.mbp10: Mbp10Snapshot, self.book_trades: BookTrade,
+                self.tick_trades: TradeTick, self.tick_quotes: QuoteTick}
+
+
+class GroupCheckpoint(msgspec.Struct, kw_only=True):
+    """One group's whole state, written at commit boundaries into the checkpoint table (msgpack)."""
+
+    version: int = CHECKPOINT_VERSION
+    group: int
+    positions: dict[str, int]  # topic -> next offset to handle: records before it are in this state
+    clocks: dict[str, int]  # topic -> event time of the stream
+    open_end: int  # end of the open bar of the shortest interval, ns (0: no bar opened yet)
+    engine: bytes
+    detectors: list[bytes]  # one per interval, in the engine's interval order
+    pending: list[tuple[str, int, int, bytes]]  # records not fed yet: topic, offset, event time, value
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(GroupCheckpoint)
+
+
+@dataclass
+class Pending:
+    topic: str
+    offset: int
+    ts: int  # event time
+    value: bytes
+    record: Record
+
+
+@dataclass
+class Tally:
+    records: int = 0
+    skipped: int = 0
+    late: int = 0
+    dead_letters: int = 0
+    bars_closed: int = 0
+    regime_changes: int = 0
+    outputs: Counter[str] = field(default_factory=Counter)
+
+
+class Group:
+    """The engine, detectors and stream clocks of one partition group."""
+
+    def __init__(self, number: int, features: FeatureConfig, regime: RegimeConfig) -> None:
+        self.number = number
+        self.engine = FeatureEngine(features)
+        self.detectors = [RegimeDetector(regime) for _ in features.intervals_ns]
+        self.base = features.intervals_ns[0]
+        self.positions: dict[str, int] = {}
+        self.clocks: dict[str, int] = {}
+        self.open_end = 0
+        self.pending: list[Pending] = []
+        self.checkpointed: dict[str, int] = {}  # positions covered by the last durable checkpoint
+        self.snapshot_end = 0  # open_end when the last checkpoint was taken (timer bars move it without records)
+        self.latest: dict[int, FeatureFrame] = {}  # interval -> last closed frame (web views)
+        self.regimes: dict[int, RegimeUpdate] = {}
+
+    def checkpoint(self) -> bytes:
+        entry = GroupCheckpoint(
+            group=self.number, positions=dict(self.positions), clocks=dict(self.clocks), open_end=self.open_end,
+            engine=self.engine.checkpoint(), detectors=[d.checkpoint() for d in self.detectors],
+            pending=[(p.topic, p.offset, p.ts, p.value) for p in self.pending])
+        return _encoder.encode(entry)
+
+    @classmethod
+    def restore(cls, number: int, blob: bytes, types: dict[str, type]) -> Group:
+        """The group a :meth:`checkpoint` was taken from; its configuration comes from the checkpoint."""
+        try:
+            entry = _decoder.decode(blob)
+        except msgspec.DecodeError as e:
+            raise ValueError(f"unreadable checkpoint of group {number}: {e}") from e
+        if entry.version != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint of group {number} is version {entry.version}, not {CHECKPOINT_VERSION}")
+        engine = FeatureEngine.restore(entry.engine)
+        group = cls.__new__(cls)
+        group.number, group.engine, group.base = number, engine, engine.config.intervals_ns[0]
+        group.detectors = [RegimeDetector.restore(d) for d in entry.detectors]
+        group.positions, group.clocks, group.open_end = entry.positions, entry.clocks, entry.open_end
+        group.pending = [Pending(t, o, ts, v, decode(types[t], v)) for t, o, ts, v in entry.pending]
+        group.checkpointed = dict(entry.positions)
+        group.snapshot_end = entry.open_end
+        group.latest, group.regimes = {}, {}
+        return group
+
+
+class GroupKeeper:
+    """Every assigned group of one worker: handles records, closes bars, plans checkpoints."""
+
+    def __init__(self, topics: FeatureTopics, features: FeatureConfig, regime: RegimeConfig) -> None:
+        self.topics = topics
+        self.types = topics.inputs()
+        self.features = features
+        self.regime = regime
+        self.groups: dict[int, Group] = {}
+        self.tally = Tally()
+        self.last_recv = 0  # ts_recv of the last record handled (the tick-to-signal latency's start)
+
+    # ------------------------------------------------------------------ assignment
+    def assign(self, number: int, blob: bytes | None) -> Group:
+        group = (Group(number, self.features, self.regime) if blob is None
+                 else Group.restore(number, blob, self.types))
+        self.groups[number] = group
+        return group
+
+    def revoke(self, number: int) -> None:
+        self.groups.pop(number, None)
+
+    # ------------------------------------------------------------------ records
+    def handle(self, number: int, topic: str, offset: int, key: bytes | None, value: bytes | None,
+               caught_up: Callable[[str], bool], now_ns: int) -> list[Output]:
+        """Take the record at ``offset`` of ``topic`` in group ``number``; the outputs it releases, in order."""
+        group = self.groups[number]
+        if offset < group.positions.get(topic, 0):
+            self.tally.skipped += 1  # the checkpoint already holds it
+            return []
+        group.positions[topic] = offset + 1
+        out: list[Output] = []
+        try:
+            record: Any = decode(self.types[topic], value if value is not None else b"")
+        except DecodeError as e:
+            reason = "no value (null message)" if value is None else str(e)
+            out.append(self.dead_letter(topic, number, offset, key, value or b"", reason, now_ns))
+            return self.count(out + self.pump(group, caught_up, now_ns))
+        self.tally.records += 1
+        self.last_recv = record.ts_recv
+        ts = max(record.ts_recv, group.clocks.get(topic, 0))
+        group.clocks[topic] = ts
+        item = Pending(topic, offset, ts, value or b"", record)
+        if group.open_end and ts < group.open_end and instrument_key(record) in group.engine.slots:
+            if ts < group.open_end - group.base:
+                self.tally.late += 1
+            self._feed(group, item, out, now_ns)
+        else:
+            group.pending.append(item)
+        return self.count(out + self.pump(group, caught_up, now_ns))
+
+    def count(self, out: list[Output]) -> list[Output]:
+        self.tally.outputs.update(t for t, _, _ in out)
+        return out
+
+    def clock(self, group: Group, caught_up: Callable[[str], bool]) -> int | None:
+        """The group clock (rule 2 of the module docstring), None while a stream with data holds it back."""
+        behind = []
+        for topic in self.types:
+            if caught_up(topic):
+                continue
+            ts = group.clocks.get(topic)
+            if ts is None:
+                return None
+            behind.append(ts)
+        if behind:
+            return min(behind)
+        return max(group.clocks.values(), default=None)
+
+    def pump(self, group: Group, caught_up: Callable[[str], bool], now_ns: int = 0,
+             clock: int | None = None) -> list[Output]:
+        """Close every bar the group clock (or ``clock``, from the idle timer) has passed."""
+        if clock is None:
+            clock = self.clock(group, caught_up)
+        if clock is None:
+            return []
+        out: list[Output] = []
+        opened = not group.open_end
+        if opened:
+            if not group.pending:
+                return out
+            first = min(p.ts for p in group.pending)
+            group.engine.advance_to(first)
+            group.open_end = (first // group.base + 1) * group.base
+        base = group.base
+        while group.open_end <= clock:
+            opened = True
+            self._feed_due(group, out, now_ns)
+            upto = clock
+            if group.pending:
+                upto = min(upto, min(p.ts for p in group.pending))
+            upto = max(group.open_end, upto // base * base)
+            self._publish(group, group.engine.advance_to(upto), out)
+            group.open_end = upto + base
+        if opened:
+            self._feed_due(group, out, now_ns, known_only=True)
+        return out
+
+    def _feed_due(self, group: Group, out: list[Output], now_ns: int, known_only: bool = False) -> None:
+        """Feed the pending records of the open bar in arrival order, registering new instruments first (in
+        name order) unless ``known_only``."""
+        due = [p for p in group.pending if p.ts < group.open_end]
+        if not due:
+            return
+        slots = group.engine.slots
+        if known_only:
+            due = [p for p in due if instrument_key(p.record) in slots]
+        else:
+            for name in sorted({instrument_key(p.record) for p in due} - slots.keys()):
+                group.engine.slot(name)
+        fed = {id(p) for p in due}
+        group.pending = [p for p in group.pending if id(p) not in fed]
+        for item in due:
+            self._feed(group, item, out, now_ns)
+
+    def _feed(self, group: Group, item: Pending, out: list[Output], now_ns: int) -> None:
+        try:
+            group.engine.feed(item.record)
+        except Exception as e:  # a record the engine cannot take: keep going, keep the evidence
+            logger.exception("feature engine failed on a record", extra={
+                "topic": item.topic, "partition": group.number, "offset": item.offset})
+            out.append(self.dead_letter(item.topic, group.number, item.offset, None, item.value,
+                                        f"feature engine error: {e!r}", now_ns))
+
+    def _publish(self, group: Group, frames: list[FeatureFrame], out: list[Output]) -> None:
+        detectors = dict(zip(group.engine.config.intervals_ns, group.detectors, strict=True))
+        for frame in frames:
+            for bar in frame.bars():
+                out.append((self.topics.bars, bar.instrument.encode(), encode(bar)))
+            update = detectors[frame.interval_ns].update(frame.instruments, frame.ts_event, frame.interval_ns,
+                                                         frame.column("ret"))
+            for signal in update.signals():
+                out.append((self.topics.signals, signal.instrument.encode(), encode(signal)))
+                self.tally.regime_changes += signal.changed
+            group.latest[frame.interval_ns] = frame
+            group.regimes[frame.interval_ns] = update
+            self.tally.bars_closed += len(frame.instruments)
+
+    def dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, reason: str,
+                    now_ns: int) -> Output:
+        logger.warning("dead letter: %s", reason, extra={"topic": topic, "partition": partition, "offset": offset})
+        self.tally.dead_letters += 1
+        record = DeadLetter(topic=topic, partition=partition, offset=offset, key=key, value=value, reason=reason,
+                            stage=STAGE, ts_recv=now_ns)
+        return (self.topics.deadletter, topic.encode(), encode(record))
+
+    # ------------------------------------------------------------------ idle timer
+    def idle(self, number: int, caught_up: Callable[[str], bool], silence_ns: int, now_ns: int) -> list[Output]:
+        """The idle timer's rule: when every stream of the group is caught up and no record came for
+        ``silence_ns`` (at least the idle setting), the clock is the latest event time plus that silence, so the
+        bars of a quiet group close on time (about when they end, for live data)."""
+        group = self.groups.get(number)
+        if group is None or not group.clocks or not all(caught_up(t) for t in self.types):
+            return []
+        return self.count(self.pump(group, caught_up, now_ns, clock=max(group.clocks.values()) + silence_ns))

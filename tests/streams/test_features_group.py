@@ -1,0 +1,197 @@
+"""The features worker's pure core (GroupKeeper) over recorded data: bars equal the offline engine whatever the
+interleaving of the input streams, a checkpoint taken anywhere continues exactly, bad input becomes a dead letter,
+a quiet group's bars close by the idle timer."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from processors.features import FeatureConfig
+from processors.regime import RegimeConfig
+from streams.features_group import FeatureTopics, GroupKeeper, Output
+from tests.streams.features_support import (
+    INTERVALS,
+    event_times,
+    offline_frames,
+    offline_outputs,
+    recorded_events,
+    same_values,
+    split,
+)
+from topics.codec import decode
+from topics.records import DeadLetter, FeatureBar, RegimeSignal
+
+pytestmark = pytest.mark.unit
+
+TOPICS = FeatureTopics()
+FEATURES = FeatureConfig(intervals_ns=INTERVALS)
+REGIME = RegimeConfig(fit_bars=20)
+
+
+class Feed:
+    """A one-partition broker of the input topics, delivered to a keeper in a random interleaving that keeps each
+    topic's order (as Kafka does), from given start offsets."""
+
+    def __init__(self, by_topic: dict[str, list[bytes]], keeper: GroupKeeper, seed: int) -> None:
+        self.by_topic = by_topic
+        self.keeper = keeper
+        self.rng = random.Random(seed)
+        self.next = {t: 0 for t in by_topic}
+        self.outputs: list[Output] = []
+
+    def caught_up(self, topic: str) -> bool:
+        group = self.keeper.groups[0]
+        return group.positions.get(topic, 0) >= len(self.by_topic[topic])
+
+    def run(self, steps: int | None = None) -> None:
+        done = 0
+        while steps is None or done < steps:
+            left = [t for t, values in self.by_topic.items() if self.next[t] < len(values)]
+            if not left:
+                return
+            topic = self.rng.choice(left)
+            burst = self.rng.randint(1, 300)  # Faust hands over a fetched batch of one partition at a time
+            for _ in range(burst):
+                offset = self.next[topic]
+                if offset >= len(self.by_topic[topic]):
+                    break
+                self.next[topic] = offset + 1
+                self.outputs += self.keeper.handle(0, topic, offset, b"k", self.by_topic[topic][offset],
+                                                   self.caught_up, 1)
+                done += 1
+
+    def finish(self) -> None:
+        """Every stream read: the idle timer closes the open bar."""
+        self.outputs += self.keeper.idle(0, self.caught_up, 2 * INTERVALS[-1], 1)
+
+
+def keeper() -> GroupKeeper:
+    k = GroupKeeper(TOPICS, FEATURES, REGIME)
+    k.assign(0, None)
+    return k
+
+
+def published(outputs: list[Output]) -> tuple[dict[Any, FeatureBar], dict[Any, RegimeSignal]]:
+    bars: dict[Any, FeatureBar] = {}
+    signals: dict[Any, RegimeSignal] = {}
+    for topic, _key, value in outputs:
+        if topic == TOPICS.bars:
+            bar = decode(FeatureBar, value)
+            bars[(bar.instrument, bar.interval_ns, bar.ts_event)] = bar
+        elif topic == TOPICS.signals:
+            s = decode(RegimeSignal, value)
+            signals[(s.instrument, s.kind, s.interval_ns, s.ts_event)] = s
+    return bars, signals
+
+
+@pytest.fixture(scope="module")
+def inputs(shared_data: Any) -> dict[str, list[bytes]]:
+    return split(TOPICS, recorded_events())
+
+
+@pytest.fixture(scope="module")
+def reference(inputs: dict[str, list[bytes]]) -> tuple[dict[Any, FeatureBar], dict[Any, RegimeSignal]]:
+    return offline_outputs(offline_frames(event_times(inputs, TOPICS), FEATURES), REGIME)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(inputs: dict[str, list[bytes]]) -> tuple[list[Output], list[Output]]:
+    """One whole run: (outputs while reading, outputs of the idle timer once everything was read)."""
+    feed = Feed(inputs, keeper(), seed=1)
+    feed.run()
+    reading = list(feed.outputs)
+    feed.finish()
+    return reading, feed.outputs[len(reading):]
+
+
+def test_bars_and_signals_equal_the_offline_engine(uninterrupted: Any, reference: Any) -> None:
+    want_bars, want_signals = reference
+    reading, after = uninterrupted
+
+    got_bars, got_signals = published(reading + after)
+    assert want_bars.keys() <= got_bars.keys()
+    extra = {k for k in got_bars.keys() - want_bars.keys()}
+    last = max(k[2] for k in want_bars)
+    assert all(k[2] > last for k in extra), "only the idle timer's quiet bars after the data may be extra"
+    bad = [k for k, bar in want_bars.items() if not same_values(got_bars[k], bar)]
+    assert not bad, f"{len(bad)} bars differ, first {bad[:3]}"
+    assert {k: s for k, s in got_signals.items() if k in want_signals} == want_signals
+    assert len(want_signals) > 0 and any(s.changed for s in want_signals.values())
+
+
+def test_the_interleaving_of_streams_does_not_change_any_bar(inputs: dict[str, list[bytes]],
+                                                             uninterrupted: Any) -> None:
+    feed = Feed(inputs, keeper(), seed=2)
+
+    feed.run()
+
+    assert sorted((t, v) for t, _, v in feed.outputs) == sorted((t, v) for t, _, v in uninterrupted[0])
+
+
+@pytest.mark.parametrize("seed", [4])
+def test_a_checkpoint_taken_anywhere_continues_exactly(inputs: dict[str, list[bytes]], uninterrupted: Any,
+                                                       seed: int) -> None:
+    rng = random.Random(seed)
+    whole = {(t, v) for t, _, v in uninterrupted[0]}
+    crashed = Feed(inputs, keeper(), seed)
+    crashed.run(rng.randint(1_000, 100_000))
+    blob = crashed.keeper.groups[0].checkpoint()
+    positions = dict(crashed.keeper.groups[0].positions)
+    crashed.run(rng.randint(0, 20_000))  # published, then lost with the process
+
+    restored = GroupKeeper(TOPICS, FEATURES, REGIME)
+    restored.assign(0, blob)
+    again = Feed(inputs, restored, seed + 100)
+    again.next = {t: max(0, p - rng.randint(0, 50)) for t, p in positions.items()}  # committed offsets lag
+    again.next.update({t: 0 for t in inputs if t not in positions})
+    again.run()
+
+    before = {(t, v) for t, _, v in crashed.outputs}
+    after = {(t, v) for t, _, v in again.outputs}
+    assert after <= whole, "a bar published after the restore differs from the uninterrupted run's"
+    assert before | after == whole
+    assert restored.tally.skipped > 0
+
+
+def test_malformed_records_become_dead_letters_and_the_group_goes_on(inputs: dict[str, list[bytes]]) -> None:
+    k = keeper()
+    bbo = inputs[TOPICS.bbo]
+    broken = {TOPICS.bbo: [bbo[0], b"{not json", b'{"publisher_id": 1}', *bbo[1:2000]]}
+    broken.update({t: [] for t in inputs if t != TOPICS.bbo})
+    feed = Feed(broken, k, seed=6)
+
+    feed.run()
+    feed.finish()
+
+    dead = [decode(DeadLetter, v) for t, _, v in feed.outputs if t == TOPICS.deadletter]
+    assert [(d.topic, d.partition, d.offset, d.stage) for d in dead] == [
+        (TOPICS.bbo, 0, 1, "feature-agent"), (TOPICS.bbo, 0, 2, "feature-agent")]
+    assert "JSON" in dead[0].reason or "json" in dead[0].reason.lower()
+    assert "ts_recv" in dead[1].reason or "missing" in dead[1].reason
+    assert dead[0].value == b"{not json"
+    assert k.tally.records == 2000 and k.tally.dead_letters == 2
+    assert any(t == TOPICS.bars for t, _, _ in feed.outputs)
+
+
+def test_a_quiet_group_gets_its_bars_from_the_idle_timer(inputs: dict[str, list[bytes]]) -> None:
+    k = keeper()
+    quotes = {t: [] for t in inputs}
+    quotes[TOPICS.tick_quotes] = inputs[TOPICS.tick_quotes][:50]
+    feed = Feed(quotes, k, seed=7)
+    feed.run()
+    group = k.groups[0]
+    last = max(group.clocks.values())
+    open_end = group.open_end
+
+    assert k.idle(0, feed.caught_up, 0, 1) == []  # no silence yet: the open bar stays open
+    out = k.idle(0, feed.caught_up, open_end - last + 3 * INTERVALS[0], 1)
+
+    bars = [decode(FeatureBar, v) for t, _, v in out if t == TOPICS.bars]
+    ends = sorted({b.ts_event for b in bars if b.interval_ns == INTERVALS[0]})
+    assert ends == [open_end + i * INTERVALS[0] for i in range(4)]
+    assert {b.instrument for b in bars} == set(group.engine.instruments)
+    quiet = [b for b in bars if b.ts_event > open_end]
+    assert quiet and all(b.values["quote_count"] == 0 for b in quiet)
