@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import databento as db
+import databento_dbn as dbn
 
 if TYPE_CHECKING:
     from producers.live.source import LiveOptions
@@ -22,7 +23,21 @@ logger = logging.getLogger(__name__)
 
 # Messages of the client's own connection errors (databento/live/session.py): worth retrying.
 _TRANSIENT = ("Connection to ", "Authentication with ", "Gateway timeout", "connection lost")
-_NOT_DBN = "decoding error"  # how databento_dbn's DBNError begins
+PROTOCOL_LOGGER = "databento.live.protocol"
+
+
+class _UndecodableInput(logging.Handler):
+    """Catches the one trace the client leaves when the gateway's bytes do not decode: it logs the exception
+    (a DBNError for the DBN stream, a ValueError for a control line) and closes the connection as if cleanly."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.error: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (dbn.DBNError, ValueError)) and self.error is None:
+            self.error = exc
 
 
 class SessionEnd(Exception):
@@ -48,6 +63,8 @@ class GatewaySession:
         except ValueError as e:
             raise SessionEnd(f"cannot create the Databento client: {e}", fatal=True) from e
         self._deliver = deliver
+        self._undecodable = _UndecodableInput()
+        logging.getLogger(PROTOCOL_LOGGER).addHandler(self._undecodable)
         self.client.add_callback(self._on_record, self._callback_failed)
 
     def open(self) -> str | None:
@@ -59,8 +76,10 @@ class GatewaySession:
             )
             self.client.start()
         except ValueError as e:  # the client's own validation of dataset, symbols, stype_in
+            self._detach()
             raise SessionEnd(f"invalid subscription: {e}", fatal=True) from e
         except db.BentoError as e:
+            self._detach()
             raise self._classify(e, opening=True) from e
         logger.info("session %s streaming from %s", self.client.session_id, self.where)
         return self.client.session_id
@@ -83,13 +102,25 @@ class GatewaySession:
             self.client.block_for_close(timeout=10.0)
         except db.BentoError as e:
             return self._classify(e, opening=False)
-        return SessionEnd(f"{self.where} closed the connection")
+        finally:
+            self._detach()
+        return self._not_dbn() or SessionEnd(f"{self.where} closed the connection")
+
+    def _detach(self) -> None:
+        logging.getLogger(PROTOCOL_LOGGER).removeHandler(self._undecodable)
+
+    def _not_dbn(self) -> SessionEnd | None:
+        error = self._undecodable.error
+        if error is None:
+            return None
+        what = "data that is not DBN" if isinstance(error, dbn.DBNError) else "a line that is not the live protocol"
+        return SessionEnd(f"{self.where} sent {what} ({error}); is it a Databento live gateway?", fatal=True)
 
     def _classify(self, e: Exception, opening: bool) -> SessionEnd:
         text = str(e)
-        if text.startswith(_NOT_DBN):
-            return SessionEnd(f"{self.where} sent data that is not DBN ({text}); is it a Databento live gateway?",
-                              fatal=True)
+        not_dbn = self._not_dbn()
+        if not_dbn is not None:
+            return not_dbn
         if text.startswith(_TRANSIENT) or not opening:
             return SessionEnd(f"{self.where}: {text}")
         return SessionEnd(f"{self.where} refused the session: {text} (check DATABENTO_API_KEY and --dataset "
