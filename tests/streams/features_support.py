@@ -20,6 +20,7 @@ SECOND = 1_000_000_000
 INTERVALS = (5 * SECOND, 60 * SECOND)
 ESH4_FROM = 1703546880 * SECOND  # 2023-12-25 23:28 UTC: two minutes before the busiest stretch of the session
 ESH4_MINUTES = 20
+BINANCE_SECONDS = 150  # of the Binance capture, from its first record
 BarKey = tuple[str, int, int]  # instrument, interval, bar end
 
 
@@ -32,10 +33,11 @@ def topic_of(topics: FeatureTopics, record: Record) -> str:
 @lru_cache(maxsize=1)
 def recorded_events() -> tuple[tuple[int, Record], ...]:
     """ESH4 (book engine: BBO, MBP-10, trades) for 20 minutes from 23:28 UTC and Binance spot/futures BTCUSDT
-    quotes and trades (about 6 minutes), each in its recorded order."""
+    quotes and trades for 150 s, each in its recorded order."""
     end = ESH4_FROM + ESH4_MINUTES * 60 * SECOND
-    part = [e for e in esh4_events() if ESH4_FROM <= e[0] < end]
-    return tuple(part) + binance_btc_events()
+    esh4 = [e for e in esh4_events() if ESH4_FROM <= e[0] < end]
+    binance = binance_btc_events()
+    return (*esh4, *(e for e in binance if e[0] < binance[0][0] + BINANCE_SECONDS * SECOND))
 
 
 def split(topics: FeatureTopics, events: Sequence[tuple[int, Record]]) -> dict[str, list[bytes]]:
