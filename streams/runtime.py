@@ -76,6 +76,10 @@ class TableStore:
         if recovery.signal_recovery_start.is_set():  # a newer round began: it will complete and signal again
             return set()
         topic = self.table.changelog_topic.get_topic_name()
+        if not any(tp.topic == topic for tp in self.table.app.assignor.assigned_actives()):
+            # the assignment has no partition of the changelog at all: the assignor ignored the topic because
+            # the consumer's metadata did not have it yet, which happens only when it was just created: empty
+            return set(partitions)
         done = set()
         for partition in partitions:
             tp = TP(topic, partition)
