@@ -5,6 +5,7 @@
 const DEPTH = 20;
 const PRICE_POINTS = 3000;
 const TRADE_ROWS = 100;
+const SEEK_GAP_S = 300; // a jump in session time larger than this starts the price chart afresh
 const SPEEDS = [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000, null]; // null: as fast as possible
 const $ = (id) => document.getElementById(id);
 
@@ -76,7 +77,10 @@ function onBook(book) {
   const bid = book.bids[0], ask = book.asks[0];
   const [t, b, a, s] = state.prices;
   const x = book.ts_recv / 1e9;
-  if (t.length && x < t[t.length - 1]) { t.length = b.length = a.length = s.length = 0; } // seek backwards
+  if (t.length && (x < t[t.length - 1] || x - t[t.length - 1] > SEEK_GAP_S)) { // a seek: start the chart afresh
+    t.length = b.length = a.length = s.length = 0;
+    state.marks = [];
+  }
   t.push(x);
   b.push(bid ? bid[0] / 1e9 : null);
   a.push(ask ? ask[0] / 1e9 : null);
@@ -215,12 +219,14 @@ function renderCharts(book) {
 }
 
 function depthData(book) {
-  const bids = [...book.bids].reverse(), xs = [], bidY = [], askY = [];
-  let total = book.bids.reduce((sum, l) => sum + l[1], 0);
-  for (const [price, size] of bids) { xs.push(price / 1e9); bidY.push(total); askY.push(null); total -= size; }
+  // cumulative size from the touch outwards, on one ascending price axis (a crossed book overlaps the sides)
+  const bid = new Map(), ask = new Map();
   let cum = 0;
-  for (const [price, size] of book.asks) { cum += size; xs.push(price / 1e9); bidY.push(null); askY.push(cum); }
-  return [xs, bidY, askY];
+  for (const [price, size] of book.bids) { cum += size; bid.set(price, cum); }
+  cum = 0;
+  for (const [price, size] of book.asks) { cum += size; ask.set(price, cum); }
+  const prices = [...new Set([...bid.keys(), ...ask.keys()])].sort((p, q) => p - q);
+  return [prices.map((p) => p / 1e9), prices.map((p) => bid.get(p) ?? null), prices.map((p) => ask.get(p) ?? null)];
 }
 
 function drawMarks(u) {
