@@ -133,7 +133,7 @@ class FakeGateway:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fake-databento", daemon=True)
         self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def __enter__(self) -> FakeGateway:
         return self.start()
@@ -165,8 +165,9 @@ class FakeGateway:
     async def _close(self) -> None:
         assert self._server is not None
         self._server.close()
-        for w in list(self._writers):
-            w.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
     # -- one connection ----------------------------------------------------------------------------------------
@@ -174,17 +175,20 @@ class FakeGateway:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         number = self.stats.connections
         self.stats.connections += 1
-        self._writers.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
         try:
             await self._session(number, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError) as e:
             logger.info("connection %d: client went away (%s)", number, e)
         except ValueError as e:
             logger.warning("connection %d: bad request: %s", number, e)
+        except asyncio.CancelledError:  # the gateway stops: the connection ends with it
+            logger.debug("connection %d: closed as the gateway stops", number)
         finally:
-            self._writers.discard(writer)
-            if not writer.transport.is_closing():
-                writer.close()
+            self._tasks.discard(task)
+            writer.transport.abort()
 
     async def _session(self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         challenge = secrets.token_hex(16)

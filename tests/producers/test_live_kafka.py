@@ -76,8 +76,20 @@ def summary_of(out: str) -> dict[str, Any]:
 
 
 def drop_inside_an_event(rows: Rows, after: int) -> int:
-    """A record count past ``after`` that cuts between two records sharing ts_event and sequence."""
-    return next(i for i in range(after, len(rows)) if rows[i][1] == rows[i - 1][1] and rows[i][12] == rows[i - 1][12])
+    """A record count past ``after`` that cuts in the middle of at least ten records sharing ts_event and sequence
+    (one exchange event)."""
+    start = after
+    for i in range(after + 1, len(rows)):
+        if rows[i][1] != rows[start][1] or rows[i][12] != rows[start][12]:
+            if i - start >= 10:
+                return start + (i - start) // 2
+            start = i
+    raise AssertionError(f"no event of ten records after record {after}")
+
+
+def replay_from(rows: Rows, published: int) -> int:
+    """Index of the first record an intraday replay from the last published ts_event sends."""
+    return next(i for i, r in enumerate(rows) if r[1] >= rows[published - 1][1])
 
 
 def test_live_publishes_exactly_the_records_of_the_file(
@@ -101,12 +113,11 @@ def test_live_publishes_exactly_the_records_of_the_file(
 def test_dropped_connections_resume_without_gap_or_duplicate(
     live: Any, stack: Any, mbo_topic: str, gateway: Any, esh4_rows: Rows,
 ) -> None:
-    # Arrange: two drops, each between two records of one event (same ts_event and sequence); while the client is
-    # away the feed moves on by 1000 records, so resubscribing without start would leave a gap
-    first = drop_inside_an_event(esh4_rows, 20_000)
-    second = drop_inside_an_event(esh4_rows, 50_000)
-    replay_from = next(i for i, r in enumerate(esh4_rows) if r[1] >= esh4_rows[first - 1][1])
-    gw = gateway(drop_after=[first, second - replay_from], outage_records=1000)
+    # Arrange: two drops, each in the middle of an event (records sharing ts_event and sequence); while the client
+    # is away the feed moves on by 1000 records, so a resubscription without start would leave a gap
+    first, second = drop_inside_an_event(esh4_rows, 20_000), drop_inside_an_event(esh4_rows, 50_000)
+    replayed = [replay_from(esh4_rows, first), replay_from(esh4_rows, second)]
+    gw = gateway(drop_after=[first, second - replayed[0]], outage_records=1000)
 
     # Act
     run = live(gw, mbo_topic, "--symbols", "ESH4", "--stop-after", str(len(esh4_rows)))
@@ -116,9 +127,8 @@ def test_dropped_connections_resume_without_gap_or_duplicate(
     assert code == 0, "".join(run.stderr)
     summary = summary_of(out)
     assert summary["connections"] == 3
-    assert summary["duplicates_dropped"] > 0
-    assert gw.stats.starts[0] is None
-    assert gw.stats.starts[1] == esh4_rows[first - 1][1]  # resubscribed from the last published ts_event
+    assert gw.stats.starts == [None, esh4_rows[first - 1][1], esh4_rows[second - 1][1]]  # last published ts_event
+    assert summary["duplicates_dropped"] == (first - replayed[0]) + (second - replayed[1])
     assert published_rows(stack, mbo_topic, len(esh4_rows)) == list(esh4_rows)
 
 
