@@ -51,6 +51,8 @@ def _add_live(subparsers: Any) -> None:
                    help="sessions in a row without a new record before giving up (0: never; default: %(default)s)")
     p.add_argument("--backoff-max", type=float, default=30.0, help="longest wait between reconnections, s")
     p.add_argument("--stop-after", type=int, default=None, help="stop once this many records were published")
+    p.add_argument("--dead-letter-topic", default=catalog.DEAD_LETTER.name,
+                   help="where invalid records go, with the reason (default: %(default)s)")
     p.set_defaults(func=run_live)
 
 
@@ -90,7 +92,7 @@ def run_live(args: argparse.Namespace) -> int:
     metrics = LiveMetrics(args.topic, args.dataset)
     sink = KafkaFrameSink(bootstrap, args.topic, args.compression, metrics=metrics)
     sink.require_topic()
-    dead = KafkaFrameSink(bootstrap, catalog.DEAD_LETTER.name, args.compression)
+    dead = KafkaFrameSink(bootstrap, args.dead_letter_topic, args.compression)
     source = LiveSource(options, sink, metrics, dead_letter=_dead_letter_fn(dead, args.dataset))
     server = HealthServer(metrics, source.health, args.metrics_port).start() if args.metrics_port else None
     return _run(source, sink, dead, server, args.flush_timeout)
@@ -112,14 +114,20 @@ def _run(source: Any, sink: KafkaFrameSink, dead: KafkaFrameSink, server: Health
                 print(f"orderflow live: error: {e}", file=sys.stderr, flush=True)
             finally:
                 left = sink.flush(flush_timeout)
-                dead.flush(flush_timeout)
+                dead_left = dead.flush(flush_timeout)
     finally:
         if server is not None:
             server.stop()
     st = source.st
     summary = {"command": "live", "records_received": st.records_received, "duplicates_dropped":
-               source.resume.duplicates, "rejected": st.rejected, "connections": st.connections}
-    return finish(summary, sink, left, time.monotonic() - started, error, st.state == "stopping")
+               source.resume.duplicates, "rejected": st.rejected, "dead_letters_delivered": dead.stats.raw_delivered,
+               "connections": st.connections}
+    code = finish(summary, sink, left, time.monotonic() - started, error, st.state == "stopping")
+    if dead_left or dead.stats.frames_failed:
+        logger.error("%d dead letters undelivered, %d failed: %s", dead_left, dead.stats.frames_failed,
+                     dead.first_error, extra={"topic": dead.topic})
+        return 1
+    return code
 
 
 def _dead_letter_fn(dead: KafkaFrameSink, dataset: str) -> Any:

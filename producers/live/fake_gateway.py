@@ -20,6 +20,7 @@ Behaviour, chosen so that tests can provoke what a real gateway does:
   client was away. A client that resubscribes without ``start`` therefore misses records, as it would for real;
 - ``drop_after=[n0, n1, ...]``: connection *k* is cut (TCP reset) after sending ``n_k`` records;
 - ``garbage_after``: after that many records the stream turns into bytes that are not DBN;
+- ``invalid_at``: the records at these feed indexes go out with action ``X`` (valid DBN, an invalid record);
 - a wrong key gets ``success=0|error=...``; a symbol the file does not hold gets an ErrorMsg
   (SYMBOL_RESOLUTION_FAILED), a schema other than mbo an ErrorMsg (INVALID_SUBSCRIPTION).
 
@@ -101,6 +102,7 @@ class GatewayOptions:
     drop_after: list[int] = field(default_factory=list)
     outage_records: int = 1000
     garbage_after: int | None = None
+    invalid_at: list[int] = field(default_factory=list)  # feed indexes whose action byte is sent as 'X'
     heartbeat_s: float | None = None  # None: the interval the client asked for
 
 
@@ -283,6 +285,10 @@ class FakeGateway:
         opts = self.options
         limit = opts.drop_after[number] if number < len(opts.drop_after) else None
         records = self.feed.records
+        if opts.invalid_at:
+            records = list(records)
+            for i in opts.invalid_at:
+                records[i] = records[i][:38] + b"X" + records[i][39:]
         for pos in range(0, len(rows), WRITE_BATCH):
             batch = rows[pos : pos + WRITE_BATCH]
             if opts.garbage_after is not None and pos + len(batch) > opts.garbage_after:

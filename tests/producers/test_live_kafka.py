@@ -4,6 +4,7 @@ across dropped connections; clear errors for a missing key, a refused key, an un
 from __future__ import annotations
 
 import json
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -14,8 +15,10 @@ from typing import Any
 import pytest
 
 from producers.live.fake_gateway import DEFAULT_KEY, FakeGateway, Feed, GatewayOptions
-from tests.producers.conftest import Cli, consume_all, row_of
+from tests.producers.conftest import Cli, consume_all, consume_raw, row_of
 from tests.producers.test_replay_kafka import free_port
+from topics import codec
+from topics.records import DeadLetter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -231,3 +234,29 @@ def test_garbage_from_the_gateway_is_a_clear_error_not_a_crash_loop(
     assert gw.stats.connections == 1
     published = published_rows(stack, mbo_topic, summary_of(out)["records_delivered"])
     assert published == list(esh4_rows[: len(published)])  # what came before the garbage, intact
+
+
+def test_an_invalid_record_goes_to_the_dead_letter_topic_and_the_rest_is_published(
+    live: Any, stack: Any, mbo_topic: str, new_topic: Any, gateway: Any, esh4_rows: Rows,
+) -> None:
+    # Arrange: record 30000 arrives with action 'X' (valid DBN, an impossible MBO action)
+    dead_topic = new_topic(partitions=1, label="live-dead")
+    gw = gateway(invalid_at=[30_000])
+
+    # Act
+    run = live(gw, mbo_topic, "--symbols", "ESH4", "--stop-after", str(len(esh4_rows) - 1),
+               "--dead-letter-topic", dead_topic)
+    code, out = run.finish()
+
+    # Assert
+    assert code == 0, "".join(run.stderr)
+    assert summary_of(out)["rejected"] == 1
+    expected = list(esh4_rows[:30_000] + esh4_rows[30_001:])
+    assert published_rows(stack, mbo_topic, len(expected)) == expected
+    letters = [codec.decode(DeadLetter, value) for *_, value in consume_raw(stack.bootstrap_servers, dead_topic,
+                                                                            idle_s=2.0)]
+    assert len(letters) == 1
+    letter = letters[0]
+    assert letter.stage == "live" and letter.topic == "databento:GLBX.MDP3" and letter.key == b"17077"
+    assert "invalid action 'X'" in letter.reason
+    assert struct.unpack_from("<4xIQ", letter.value) == (17077, esh4_rows[30_000][1])  # the record's own bytes
