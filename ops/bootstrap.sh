@@ -40,6 +40,13 @@ ensure_system_packages() {
     command -v mvn >/dev/null || missing+=(maven)
     [[ -x /usr/lib/postgresql/15/bin/initdb ]] || missing+=(postgresql-15)
     command -v python3.11 >/dev/null || missing+=(python3.11 python3.11-venv)
+    # the compiled book engine (setup.py) and the Dockerfile's install steps run in the tests need a C++ compiler
+    # and Python's headers
+    command -v g++ >/dev/null || missing+=(g++)
+    if ! command -v python3.11 >/dev/null \
+        || [[ ! -f "$(python3.11 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]]; then
+        missing+=(python3.11-dev)
+    fi
     if command -v python3.11 >/dev/null && [[ ! -x .venv/bin/python ]] \
         && ! python3.11 -c 'import ensurepip, venv' 2>/dev/null; then
         missing+=(python3.11-venv)
