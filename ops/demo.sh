@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: set the machine up, start the local stack, and show how to watch the MBO frames.
-# (The full pipeline, `orderflow run`, will be started here once it exists.)
+# The demo: set the machine up, start the local stack, then run the whole pipeline on the sample session
+# (`orderflow run`: book workers, sink, features worker, tick ingest from a fake exchange, the replay) and print
+# where to look. Ctrl-C stops it; extra arguments go to `orderflow run` (see `orderflow run --help`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

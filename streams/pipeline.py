@@ -1,10 +1,13 @@
 """``orderflow run``: the whole pipeline on one machine, for a demo or a first look.
 
 1. the local stack (Kafka and PostgreSQL) comes up if it is not running (``ops.stack``);
-2. N book workers start as subprocesses in one consumer group, each with its own web port and data folder;
+2. N book workers start as subprocesses in one consumer group, each with its own web port and data folder; beside
+   them (each can be left out): the database schema is migrated and ``orderflow sink`` stores every output topic,
+   ``orderflow features`` computes feature bars and regimes, and ``orderflow ingest`` takes the ticks of a fake
+   exchange (``orderflow fake-exchange`` serving a recorded capture on loopback);
 3. once they report healthy, ``orderflow replay`` publishes the sample session (ESH4, 2023-12-25) into mbo.frames;
-4. a summary says where to look (views, topics, console-consumer command) and a progress line follows;
-5. Ctrl-C stops the replay, then the workers (each checkpoints and commits), and the stack only with ``--down``.
+4. a summary says where to look (views, the web page, topics, SQL) and a progress line follows;
+5. Ctrl-C stops the replay, then the services (each checkpoints and commits), and the stack only with ``--down``.
 
 Children run in their own sessions so that Ctrl-C reaches this process only and the shutdown order is ours.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +45,7 @@ class Child:
     proc: subprocess.Popen[bytes]
     log: Path
     port: int | None = None
+    health: str | None = "/health"  # the path answering 200 once the service is ready (None: none)
 
     @property
     def url(self) -> str:
@@ -61,18 +66,20 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(sig, _interrupt)
     stack_up(settings)
     workers: list[Child] = []
+    services: list[Child] = []
     replay: Child | None = None
     try:
         workers = [start_worker(settings, i) for i in range(args.workers)]
-        await_healthy(workers)
+        services = start_services(settings, args)
+        await_healthy(workers + [c for c in services if c.health])
         replay = start_replay(settings, sample, args.speed)
-        print_summary(settings, workers, replay, sample)
-        return supervise(workers, replay, args.no_wait)
+        print_summary(settings, workers, services, replay, sample)
+        return supervise(workers, services, replay, args.no_wait)
     except KeyboardInterrupt:
         print("\nstopping (Ctrl-C) ...", flush=True)
         return 0
     finally:
-        shutdown(settings, workers, replay, args.down)
+        shutdown(settings, workers, services, replay, args.down)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -109,6 +116,49 @@ def start_worker(settings: Settings, index: int) -> Child:
     return Child(f"worker {index + 1}", _spawn(f"worker {index + 1}", cmd, log), log, port)
 
 
+def _orderflow(*args: str) -> list[str]:
+    return [sys.executable, "-m", "streams.cli", "--log-format", "text", *args]
+
+
+def start_services(settings: Settings, args: argparse.Namespace) -> list[Child]:
+    """The sink (after the schema migration), the features worker, and the tick ingest from a fake exchange."""
+    logs = Path(settings.home) / "logs"
+    services = []
+    if not args.no_sink:
+        migrate(logs / "db-migrate.log")
+        port = settings.sink_metrics_port
+        services.append(Child("sink", _spawn("sink", _orderflow("sink", "--metrics-port", str(port)),
+                                             logs / "sink.log"), logs / "sink.log", port))
+    if not args.no_features:
+        port = settings.features_web_port
+        services.append(Child("features", _spawn("features", _orderflow("features", "--web-port", str(port)),
+                                                 logs / "features.log"), logs / "features.log", port))
+    if args.exchange != "none":
+        fake_port = free_port()
+        fake_cmd = _orderflow("fake-exchange", "--venue", args.exchange, "--port", str(fake_port))
+        services.append(Child("fake exchange", _spawn("fake exchange", fake_cmd, logs / "fake-exchange.log"),
+                              logs / "fake-exchange.log", fake_port, health=None))
+        port = settings.exchange_metrics_port
+        ingest_cmd = _orderflow("ingest", "--venues", args.exchange, "--metrics-port", str(port),
+                                "--endpoint-override", f"{args.exchange}=ws://127.0.0.1:{fake_port}")
+        services.append(Child("ingest", _spawn("ingest", ingest_cmd, logs / "ingest.log"), logs / "ingest.log",
+                              port))
+    return services
+
+
+def migrate(log: Path) -> None:
+    """``orderflow db migrate``, to completion: the sink's tables exist before it starts."""
+    proc = _spawn("db migrate", _orderflow("db", "migrate"), log)
+    if proc.wait(timeout=READY_TIMEOUT_S) != 0:
+        raise RunError(f"orderflow db migrate failed ({proc.returncode}); see {log}:\n{tail(log)}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def start_replay(settings: Settings, sample: Path, speed: str | None) -> Child:
     log = Path(settings.home) / "logs" / "replay.log"
     cmd = [sys.executable, "-m", "streams.cli", "--log-format", "text", "replay", str(sample), "--no-progress"]
@@ -127,15 +177,16 @@ def get_json(url: str) -> tuple[int, dict[str, object]]:
         return 0, {}
 
 
-def await_healthy(workers: list[Child]) -> None:
+def await_healthy(children: list[Child]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
-    waiting = list(workers)
-    print(f"waiting for {len(workers)} worker(s) to join the group and restore their books ...", flush=True)
+    waiting = list(children)
+    print(f"waiting for {', '.join(c.name for c in children)} to be ready (workers join the group and restore "
+          f"their books) ...", flush=True)
     while waiting:
         for w in list(waiting):
             if not w.alive():
                 raise RunError(f"{w.name} exited with {w.proc.returncode}; see {w.log}:\n{tail(w.log)}")
-            if get_json(w.url + "/health")[0] == 200:
+            if get_json(w.url + (w.health or "/health"))[0] == 200:
                 waiting.remove(w)
         if waiting and time.monotonic() > deadline:
             raise RunError(f"{', '.join(w.name for w in waiting)} not healthy after {READY_TIMEOUT_S:.0f} s; "
@@ -143,12 +194,16 @@ def await_healthy(workers: list[Child]) -> None:
         time.sleep(0.25)
 
 
-def print_summary(settings: Settings, workers: list[Child], replay: Child, sample: Path) -> None:
+def print_summary(settings: Settings, workers: list[Child], services: list[Child], replay: Child,
+                  sample: Path) -> None:
     home = Path(settings.home)
     lines = ["", f"orderflow is running: {len(workers)} book worker(s), replaying {sample.name}", ""]
     for w in workers:
         lines.append(f"  {w.name}: {w.url}/books  {w.url}/books/17077?depth=10  {w.url}/health  "
                      f"{w.url}/metrics   (log {w.log})")
+    lines.append(f"  live page (depth, trades, playback): {workers[0].url}/view   "
+                 f"SSE: {workers[0].url}/stream/books/17077")
+    lines += [_service_line(settings, c) for c in services]
     if replay.port:
         lines.append(f"  replay control: curl -X POST http://127.0.0.1:{replay.port}/pause  (/resume, "
                      f"/speed?x=10, GET /status)   (log {replay.log})")
@@ -159,6 +214,17 @@ def print_summary(settings: Settings, workers: list[Child], replay: Child, sampl
                  f"--topic {catalog.BOOK_BBO.name} --property print.key=true")
     lines += ["", "Ctrl-C stops the replay and the workers (the stack keeps running; `orderflow stack down`).", ""]
     print("\n".join(lines), flush=True)
+
+
+def _service_line(settings: Settings, c: Child) -> str:
+    if c.name == "features":
+        return f"  features: {c.url}/features  {c.url}/features/17077  {c.url}/regimes  {c.url}/metrics  (log {c.log})"
+    if c.name == "sink":
+        return (f"  sink -> PostgreSQL: {c.url}/metrics  (log {c.log});  try: psql \"{settings.pg_dsn}\" -c "
+                f"'select * from bbo order by ts desc limit 5'")
+    if c.name == "ingest":
+        return f"  ingest: {c.url}/metrics  ticks.trades, ticks.quotes, ticks.book  (log {c.log})"
+    return f"  {c.name}: 127.0.0.1:{c.port}  (log {c.log})"
 
 
 def progress(workers: list[Child]) -> tuple[float, float]:
@@ -178,15 +244,16 @@ def progress(workers: list[Child]) -> tuple[float, float]:
     return applied, lag
 
 
-def supervise(workers: list[Child], replay: Child, no_wait: bool) -> int:
+def supervise(workers: list[Child], services: list[Child], replay: Child, no_wait: bool) -> int:
     """Report progress until Ctrl-C; with ``no_wait``, until the replay ended and the workers caught up."""
     last_report = time.monotonic()
     last_applied = -1.0
     while True:
         time.sleep(0.5)
-        dead = [w for w in workers if not w.alive()]
+        dead = [w for w in workers + services if not w.alive() and w.proc.returncode != 0]
         if dead:
-            raise RunError(f"{dead[0].name} exited with {dead[0].proc.returncode}; see {dead[0].log}")
+            raise RunError(f"{dead[0].name} exited with {dead[0].proc.returncode}; see {dead[0].log}:\n"
+                           f"{tail(dead[0].log)}")
         replay_done = not replay.alive()
         if replay_done and replay.proc.returncode not in (0, None):
             raise RunError(f"the replay failed ({replay.proc.returncode}); see {replay.log}:\n{tail(replay.log)}")
@@ -211,16 +278,19 @@ def stop(child: Child, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_
             child.proc.wait(timeout=10)
 
 
-def shutdown(settings: Settings, workers: list[Child], replay: Child | None, down: bool) -> None:
+def shutdown(settings: Settings, workers: list[Child], services: list[Child], replay: Child | None,
+             down: bool) -> None:
     if replay is not None:
         stop(replay, signal.SIGTERM, timeout=10.0)
-    for w in workers:  # each checkpoints its partitions and leaves the group
+    children = workers + services
+    for w in children:  # each checkpoints or commits what it has and leaves its group
         if w.alive():
             w.proc.send_signal(signal.SIGTERM)
-    for w in workers:
+    for w in children:
         stop(w)
-    if workers:
-        print(f"stopped {len(workers)} worker(s)", flush=True)
+    if children:
+        print(f"stopped {len(workers)} worker(s)" + (f" and {', '.join(c.name for c in services)}" if services
+                                                     else ""), flush=True)
     if down:
         from ops.stack import stack
 
