@@ -10,6 +10,7 @@ built on it), in its own home under ``.orderflow/test-<pid>`` on free ports, and
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -21,6 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 _started: list[LocalStack] = []
+TIERS = ("unit", "integration", "e2e", "browser")
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+_tiers_of: dict[str, tuple[str, ...]] = {}  # test id -> its tier markers, filled at collection
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +74,33 @@ def new_topic(stack: LocalStack, request: pytest.FixtureRequest) -> Iterator[Cal
     delete_topics(stack.settings, made)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        _tiers_of[item.nodeid] = tuple(t for t in TIERS if item.get_closest_marker(t)) or ("unmarked",)
+
+
+def tier_counts(stats: Mapping[str, list[object]]) -> dict[str, Counter[str]]:
+    """Outcomes per tier marker, each test counted once per outcome (a test with two tiers counts in both)."""
+    counts: dict[str, Counter[str]] = {}
+    for outcome in OUTCOMES:
+        seen: set[str] = set()
+        for report in stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if nodeid in _tiers_of and nodeid not in seen:
+                seen.add(nodeid)
+                for tier in _tiers_of[nodeid]:
+                    counts.setdefault(tier, Counter())[outcome] += 1
+    return counts
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    counts = tier_counts(terminalreporter.stats)
+    if counts:
+        terminalreporter.section("tests per tier")
+        for tier in (*TIERS, "unmarked"):
+            found = counts.get(tier, Counter())
+            detail = ", ".join(f"{found[o]} {o}" for o in OUTCOMES if found[o]) or "none run"
+            terminalreporter.write_line(f"{tier:<12} {detail}")
     for local in _started:
         ready = f"{local.kafka_ready_s:.1f} s" if local.kafka_ready_s is not None else "n/a"
         terminalreporter.write_line(f"local stack: Kafka ready in {ready} ({local.home})")
