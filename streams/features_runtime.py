@@ -42,7 +42,21 @@ class GroupStore(Protocol):
 
     def load(self, number: int) -> bytes | None: ...
 
-    def write(self, number: int, blob: bytes, event: EventT | None) -> Awaitable[object]: ...
+    def write(self, number: int, blob: bytes) -> Awaitable[object]: ...
+
+
+class _Message:
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+
+class _PartitionContext:
+    """Stands for an event of ``partition`` while the RocksDB store writes: the store reads only
+    ``current_event().message.partition`` to pick its database (a timer may checkpoint a group that had no
+    event since it was restored)."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = _Message(partition)
 
 
 class TableGroupStore:
@@ -56,14 +70,14 @@ class TableGroupStore:
         value = self.table.data.get(group_key(number))
         return None if value is None else bytes(value)
 
-    def write(self, number: int, blob: bytes, event: EventT | None) -> Awaitable[object]:
+    def write(self, number: int, blob: bytes) -> Awaitable[object]:
         key = group_key(number)
-        token = _current_event.set(weakref.ref(event)) if event is not None else None
+        context = _PartitionContext(number)
+        token = _current_event.set(weakref.ref(context))  # type: ignore[arg-type]
         try:
             self.table.data[key] = blob
         finally:
-            if token is not None:
-                _current_event.reset(token)
+            _current_event.reset(token)
         return asyncio.ensure_future(self.table.send_changelog(number, key, blob))
 
 
@@ -76,7 +90,7 @@ class MemoryGroupStore:
     def load(self, number: int) -> bytes | None:
         return self.durable.get(number)
 
-    def write(self, number: int, blob: bytes, event: EventT | None) -> Awaitable[object]:
+    def write(self, number: int, blob: bytes) -> Awaitable[object]:
         self.durable[number] = blob
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.set_result(None)
@@ -101,7 +115,6 @@ class FeaturesRuntime:
         self.idle_s = idle_s
         self.worker = worker
         self.pending: dict[int, deque[EventT]] = {}  # handled, not yet acked, per group
-        self.events: dict[int, EventT] = {}  # latest event per group: the table write context
         self.last_checkpoint: dict[int, float] = {}
         self.last_record: dict[int, float] = {}
         self.floors: dict[TP, int] = {}  # first offset of streams (log start) read at restore
@@ -129,7 +142,6 @@ class FeaturesRuntime:
         if number not in self.keeper.groups:
             self.stale += 1
             return
-        self.events[number] = event
         started = time.perf_counter()
         closed = self.keeper.tally.bars_closed
         outputs = self.keeper.handle(number, message.topic, message.offset, message.key, message.value,
@@ -220,7 +232,7 @@ class FeaturesRuntime:
         started = time.perf_counter()
         await self.sink.flush()
         try:
-            await self.store.write(number, blob, self.events.get(number))
+            await self.store.write(number, blob)
         except Exception as e:
             raise StreamsError(f"checkpoint of group {number} not written: {e!r}") from e
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
@@ -257,7 +269,6 @@ class FeaturesRuntime:
         mine = self._groups(args[0] if args else kwargs.get("assigned", ()))
         for number in set(self.keeper.groups) - mine:
             self.keeper.revoke(number)
-            self.events.pop(number, None)
             logger.info("group %d revoked", number, extra={"partition": number})
         self.pending.clear()
 
