@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from confluent_kafka import KafkaException
+
 from ops.stack import kafka, stack
 from ops.stack.errors import StackError
 from topics import logs as topic_logs
@@ -96,7 +98,11 @@ def _logs(settings: topic_settings.Settings, args: argparse.Namespace) -> int:
 
 
 def _topics(settings: topic_settings.Settings, args: argparse.Namespace) -> int:
-    created, present = kafka.ensure_topics(settings)
+    try:
+        created, present = kafka.ensure_topics(settings)
+    except KafkaException as e:
+        raise StackError(f"cannot reach the Kafka broker at {settings.bootstrap_servers}: {e.args[0].str()}",
+                         "check ORDERFLOW_KAFKA_BOOTSTRAP and that the broker is up") from None
     print(f"{settings.bootstrap_servers}: created {', '.join(created) or 'none'}; "
           f"already present {', '.join(present) or 'none'}")
     return 0
