@@ -1,0 +1,245 @@
+"""Tick-to-signal latency of the features worker: exchange ticks -> broker -> `orderflow features` -> regime signals.
+
+    python bench/features_latency.py                          # 20,000 ticks/s, 40 instruments, 60 s
+    python bench/features_latency.py --rate 5000 --seconds 40
+
+Trade and quote ticks of ``--instruments`` synthetic instruments (a random walk each) are published to
+``ticks.trades`` and ``ticks.quotes`` at ``--rate`` ticks/s, paced in 5 ms steps, each with ``ts_recv`` and
+``ts_event`` set to the wall clock as it is sent (live data). The worker closes 1 s bars (and 60 s bars);
+``ORDERFLOW_FEATURES_REGIME_FIT_BARS=10`` lets the volatility regime start after 20 bars. A reader process reads
+``signals.regime`` from its end and notes when each signal arrived.
+
+Latency of a signal of the bar ending at ``e``: its read time minus the send time of the first tick with
+``ts_recv >= e`` in the instrument's partition group (the tick that lets the bar close: before it, the bar may
+still receive ticks). Signals of the first ``--warmup`` seconds are left out. The worker's own histogram
+(``orderflow_features_tick_to_signal_seconds``: ts_recv of the closing tick -> bars and signals handed to the
+producer) is printed too. Topics, worker and data are removed at the end; the broker is the one of the
+ORDERFLOW_* settings (started with ``orderflow stack up`` if it is not running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import multiprocessing as mp
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import msgspec  # noqa: E402
+from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition  # noqa: E402
+
+from ops.stack import stack  # noqa: E402
+from ops.stack.testing import create_topic, delete_topics, free_ports  # noqa: E402
+from streams.features_group import FeatureTopics  # noqa: E402
+from topics import catalog  # noqa: E402
+from topics.codec import encode  # noqa: E402
+from topics.records import QuoteTick, RegimeSignal, TradeTick  # noqa: E402
+from topics.settings import Settings, load  # noqa: E402
+
+SECOND = 1_000_000_000
+STEP_S = 0.005
+SIGNAL = msgspec.json.Decoder(RegimeSignal)
+
+
+def read_signals(bootstrap: str, topic: str, seconds: float, ready: Any, out: Any) -> None:
+    """Child process: (instrument, interval, bar end, read time) of every signal until ``seconds`` pass."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-signals-{os.getpid()}",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 5, "fetch.min.bytes": 1})
+    meta = consumer.list_topics(topic, timeout=10)
+    consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in meta.topics[topic].partitions])
+    consumer.consume(1, timeout=1.0)
+    ready.set()
+    seen: list[tuple[str, int, int, int]] = []
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        for msg in consumer.consume(10_000, timeout=0.05):
+            if msg.error():
+                continue
+            now = time.time_ns()
+            s = SIGNAL.decode(msg.value())
+            seen.append((s.instrument, s.interval_ns, s.ts_event, now))
+    consumer.close()
+    out.send(seen)
+
+
+class Ticks:
+    """Paced trade and quote ticks of synthetic instruments; remembers what was sent when, per partition."""
+
+    def __init__(self, bootstrap: str, topics: FeatureTopics, instruments: int) -> None:
+        self.topics = topics
+        self.symbols = [f"S{i:03d}" for i in range(instruments)]
+        self.mid = [100.0 + i for i in range(instruments)]
+        self.partition: dict[str, int] = {}
+        self.sent: dict[int, list[int]] = {}  # partition -> send times (= ts_recv), increasing
+        self.rng = random.Random(1)
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "partitioner": "murmur2_random",
+                                  "enable.idempotence": True, "compression.type": "lz4"})
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.partition[msg.key().decode()] = msg.partition()
+
+    def send(self, n: int) -> None:
+        for _ in range(n):
+            i = self.rng.randrange(len(self.symbols))
+            symbol = self.symbols[i]
+            self.mid[i] *= 1.0 + self.rng.gauss(0.0, 2e-4)
+            px = int(self.mid[i] * 1e4) * 100_000  # 1e-9 fixed point on a 1e-4 grid
+            now = time.time_ns()
+            key = f"bench:{symbol}"
+            if self.rng.random() < 0.3:
+                rec: Any = TradeTick(venue="bench", symbol=symbol, ts_event=now, ts_recv=now, price=px,
+                                     size=SECOND, side="B" if self.rng.random() < 0.5 else "A", trade_id=str(now))
+                topic = self.topics.tick_trades
+            else:
+                rec = QuoteTick(venue="bench", symbol=symbol, ts_event=now, ts_recv=now, bid_px=px - 100_000,
+                                bid_sz=SECOND, ask_px=px + 100_000, ask_sz=SECOND)
+                topic = self.topics.tick_quotes
+            callback = self._delivered if key not in self.partition else None
+            self.producer.produce(topic, encode(rec), key.encode(), on_delivery=callback)
+            part = self.partition.get(key)
+            if part is not None:
+                self.sent.setdefault(part, []).append(now)
+        self.producer.poll(0)
+
+    def run(self, rate: float, seconds: float) -> int:
+        started = time.monotonic()
+        count = 0
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(elapsed * rate) - count
+            if due > 0:
+                self.send(due)
+                count += due
+            time.sleep(STEP_S)
+        self.producer.flush(30)
+        return count
+
+
+def latencies(ticks: Ticks, signals: list[tuple[str, int, int, int]], after_ns: int) -> list[float]:
+    """Seconds from the first tick at or after each bar end, in the instrument's group, to its signal's arrival."""
+    out = []
+    for instrument, _interval, end, read in signals:
+        if end < after_ns:
+            continue
+        sent = ticks.sent.get(ticks.partition.get(instrument, -1), [])
+        i = bisect.bisect_left(sent, end)
+        if i < len(sent):
+            out.append((read - sent[i]) / 1e9)
+    return out
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def start_worker(settings: Settings, prefix: str, workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "ORDERFLOW_FEATURES_REGIME_FIT_BARS": "10"}
+    cmd = [sys.executable, "-m", "streams.cli", "--log-format", "text", "--log-level", "WARNING", "features",
+           "--web-port", str(port), "--workdir", str(workdir / "w"), "--app-id", f"{prefix}features",
+           "--topic-prefix", prefix]
+    log = (workdir / "features.log").open("ab")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 180
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the features worker exited; see {workdir / 'features.log'}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the features worker is not healthy; see {workdir / 'features.log'}")
+        time.sleep(0.2)
+
+
+def worker_histogram(port: int, name: str) -> dict[str, float | None]:
+    """p50 and p99 (bucket upper bounds) of a histogram of the worker's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    buckets: list[tuple[float, float]] = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    total = buckets[-1][1] if buckets else 0.0
+    out: dict[str, float | None] = {"count": total}
+    for q in (0.5, 0.99):
+        out[f"p{int(q * 100)}"] = next((le for le, c in buckets if total and c >= q * total), None)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rate", type=float, default=20_000.0, help="ticks per second (default 20,000)")
+    p.add_argument("--seconds", type=float, default=60.0, help="how long ticks are sent (default 60)")
+    p.add_argument("--warmup", type=float, default=25.0, help="signals of bars ending before this are left out")
+    p.add_argument("--instruments", type=int, default=40, help="synthetic instruments (default 40)")
+    args = p.parse_args(argv)
+    settings = load()
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f}; rate {args.rate:,.0f} ticks/s, "
+          f"{args.instruments} instruments, {args.seconds:.0f} s", flush=True)
+    stack.up(settings)
+    prefix = f"bench{os.urandom(3).hex()}."
+    topics = FeatureTopics.with_prefix(prefix)
+    workdir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))
+    specs = {topics.bbo: catalog.BOOK_BBO, topics.mbp10: catalog.BOOK_MBP10, topics.book_trades: catalog.BOOK_TRADES,
+             topics.tick_trades: catalog.TICKS_TRADES, topics.tick_quotes: catalog.TICKS_QUOTES,
+             topics.bars: catalog.FEATURES_BARS, topics.signals: catalog.SIGNALS_REGIME,
+             topics.deadletter: catalog.DEAD_LETTER}
+    for name, spec in specs.items():
+        create_topic(settings, name, spec.partitions, spec.config())
+    port = free_ports(1)[0]
+    proc = start_worker(settings, prefix, workdir, port)
+    try:
+        ready, (recv, send) = mp.Event(), mp.Pipe(duplex=False)
+        reader = mp.Process(target=read_signals, args=(settings.bootstrap_servers, topics.signals,
+                                                       args.seconds + 10, ready, send))
+        reader.start()
+        ready.wait(30)
+        ticks = Ticks(settings.bootstrap_servers, topics, args.instruments)
+        started = time.time_ns()
+        sent = ticks.run(args.rate, args.seconds)
+        signals = recv.recv()
+        reader.join(30)
+        lat = latencies(ticks, signals, started + int(args.warmup * SECOND))
+        print(f"ticks sent: {sent:,} ({sent / args.seconds:,.0f}/s); signals read: {len(signals):,}; "
+              f"measured after warm-up: {len(lat):,}", flush=True)
+        print("tick -> signal on its topic (s): " + ", ".join(
+            f"p{int(q * 100)} {pct(lat, q) or float('nan'):.4f}" for q in (0.5, 0.9, 0.99)) +
+            f", max {max(lat, default=float('nan')):.4f}", flush=True)
+        print("worker tick_to_signal (ts_recv -> handed to producer, bucket bounds):",
+              worker_histogram(port, "orderflow_features_tick_to_signal_seconds"), flush=True)
+        print("worker bar_compute:", worker_histogram(port, "orderflow_features_bar_compute_seconds"), flush=True)
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        delete_topics(settings, list(specs))
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
