@@ -15,6 +15,8 @@ import jsonschema
 import pytest
 import yaml
 
+from ops.stack.kafka import server_properties
+from ops.stack.layout import Layout
 from tests.deploy.references import (
     REPO,
     check_environment,
@@ -24,6 +26,7 @@ from tests.deploy.references import (
     listening_ports,
     orderflow_command,
 )
+from topics import settings
 
 pytestmark = pytest.mark.unit
 
@@ -183,3 +186,20 @@ def test_compose_prometheus_scrapes_the_ports_the_services_serve(compose: dict[s
         for target in job["static_configs"][0]["targets"]:
             host, port = target.rsplit(":", 1)
             assert int(port) in served.get(host, set()), f"{job_name}: {target} is served by no compose service"
+
+
+def test_compose_kafka_runs_with_the_local_stack_broker_settings(compose: dict[str, Any]) -> None:
+    conf = settings.load({})
+    local = dict(line.split("=", 1) for line in server_properties(conf, Layout.of(conf)).splitlines()
+                 if "=" in line and not line.startswith("#"))
+    env = compose["services"]["kafka"]["environment"]
+    props = {key[len("KAFKA_"):].lower().replace("_", "."): str(value) for key, value in env.items()
+             if key.startswith("KAFKA_") and key != "KAFKA_HEAP_OPTS"}
+    listeners = {"listeners", "advertised.listeners", "controller.quorum.voters", "listener.security.protocol.map",
+                 "inter.broker.listener.name", "node.id"}
+
+    shared = {key: local[key] for key in props if key in local and key not in listeners}
+
+    assert {"message.max.bytes", "replica.fetch.max.bytes", "auto.create.topics.enable"} <= set(shared)
+    assert {key: props[key] for key in shared} == shared
+    assert props["process.roles"] == "broker,controller"  # KRaft, one node
