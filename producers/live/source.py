@@ -231,8 +231,9 @@ class LiveSource:
         logger.warning("session %d ended: %s", self.st.connections, end, extra={"dataset": self.opts.dataset})
 
     def _deliver(self, record: Any) -> bool:
-        """Called on the client's thread for every record; False once the source stops (the record is dropped)."""
-        while not self._stop:
+        """Called on the client's thread for every record; False once the source stops or failed (the record is
+        dropped: the session is closing)."""
+        while not self._stop and self._fatal is None:
             try:
                 self.inbox.put(record, timeout=0.1)
                 return True
