@@ -233,7 +233,7 @@ class Keeper:
         for book_id in state.dirty:
             tracked = state.books[book_id]
             entry = cp.BookCheckpoint(partition=partition, offset=tracked.state.offset,
-                                      book=tracked.book.to_state(), publish=tracked.state)
+                                      book=tracked.book.checkpoint_state(), publish=tracked.state)
             entries[cp.book_key(*book_id)] = cp.encode(entry)
         state.dirty.clear()
         marker = cp.PartitionMarker(partition=partition, offset=state.last_offset, worker=self.config.worker,

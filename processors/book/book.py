@@ -461,6 +461,10 @@ class Book(BulkFeeding):
             trades=list(self._trades),
         )
 
+    def checkpoint_state(self) -> BookState:
+        """:meth:`to_state` for writing (the compiled engine pre-encodes its orders; this one has nothing to gain)."""
+        return self.to_state()
+
     @classmethod
     def from_state(cls, state: BookState, *, max_pending_trades: int = 100_000) -> Book:
         """A book identical to the one that produced ``state``."""

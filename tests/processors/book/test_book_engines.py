@@ -112,6 +112,12 @@ def feed_both(rows_: list[Row], policy: str, max_pending: int = 100_000,
 def assert_same_state(pure: PureBook, fast: Any) -> None:
     assert fast.to_state() == pure.to_state()
     assert msgspec.json.encode(fast.to_state()) == msgspec.json.encode(pure.to_state())
+    # the checkpoint form (the compiled engine's sides pre-encoded in C) writes the very same MessagePack bytes
+    reference = msgspec.msgpack.encode(pure.to_state())
+    for book in (pure, fast):
+        packed = msgspec.msgpack.encode(book.checkpoint_state())
+        assert packed == reference
+        assert msgspec.msgpack.decode(packed, type=type(pure.to_state())) == pure.to_state()
 
 
 @PROPS
@@ -234,3 +240,17 @@ def test_a_kept_stats_reference_stays_live(rows_: list[Row]) -> None:
         assert kept_fast == kept_pure
     assert kept_fast is fast.stats
     assert kept_fast == kept_pure
+
+
+def test_checkpoint_state_encodes_every_integer_width_as_msgpack_does() -> None:
+    # each value sits at an edge of a MessagePack integer format (fixint, 8, 16, 32 and 64 bits, signed or not)
+    edges = [1, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**63 - 1]
+    negative = [-1, -32, -33, -128, -129, -32_768, -32_769, -2**31, -2**31 - 1, -2**63 + 1]
+    pure, fast = PureBook(PUB, INST), FastBook(PUB, INST)
+    rows = [("A", "B", -10**12 + i, size, 2**64 - 1 - i, F_LAST) for i, size in enumerate(edges)]
+    rows += [("A", "A", price, 7, 1_000 + i, F_LAST) for i, price in enumerate([*edges, 10**15])]
+    rows += [("A", "B", price, 3, 5_000 + i, F_LAST) for i, price in enumerate(negative)]
+    rows += [("A", "B", 42, 1, oid, F_LAST) for oid in [*edges, 2**63]]
+    for seq, row in enumerate(rows, start=1):
+        assert pure.apply_fields(*row, seq, 0, seq, seq) == fast.apply_fields(*row, seq, 0, seq, seq)
+    assert_same_state(pure, fast)
