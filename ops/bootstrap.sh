@@ -104,7 +104,9 @@ ensure_venv() {
         return
     fi
     log "pip install -c constraints.txt -e '.[dev]' (output in .venv/pip-install.log)"
-    if ! .venv/bin/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev]' \
+    # PIP_CONSTRAINT pins the isolated build environment too (Cython of the compiled book engine), as in the image
+    if ! PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/python -m pip install --disable-pip-version-check \
+        -c constraints.txt -e '.[dev]' \
         >.venv/pip-install.log 2>&1; then
         tail -n 30 .venv/pip-install.log >&2
         log "pip install failed (full output in .venv/pip-install.log)"
