@@ -111,6 +111,7 @@ def test_commands_parse_and_the_launcher_publishes_exactly_the_ports_they_serve(
         published = {int(str(p).rsplit(":", 1)[-1]) for p in svc.get("ports", [])}
         assert published <= command.exposed, f"service {name}: publishes ports it does not serve"
         probe = svc.get("healthcheck", {}).get("test")
+        assert bool(probe) == bool(command.exposed), f"service {name}: a server needs a health check, a job none"
         if probe:
             url = urlsplit(probe[-1])
             assert probe[:4] == ["CMD", "python", "/opt/orderflow/expose.py", "--probe"], f"service {name}: {probe}"

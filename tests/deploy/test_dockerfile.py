@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.references import REPO
+from tests.deploy.references import LAUNCHER, REPO
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 VENV = "/opt/orderflow"
@@ -79,6 +79,7 @@ def test_runtime_stage_copies_the_built_venv_and_runs_as_an_unprivileged_user(st
     runtime = stages[-1]
 
     assert f"--from=builder {VENV} {VENV}" in runtime.all("COPY")
+    assert f"docker/expose.py {LAUNCHER}" in runtime.all("COPY"), "the launcher the compose file and manifests run"
     user = runtime.all("USER")[-1].split(":")[0]
     assert user.isdigit() and int(user) >= 1000
     assert not runtime.all("RUN") or all("apt-get" not in r and "pip" not in r for r in runtime.all("RUN")[1:])
