@@ -19,7 +19,7 @@ import pytest
 from producers.live.fake_gateway import DEFAULT_KEY, FakeGateway, Feed
 from tests.producers.conftest import REPO_ROOT, row_of
 
-pytestmark = pytest.mark.slow  # real sockets on loopback
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a real TCP server on loopback, the official client
 
 Rows = tuple[tuple[Any, ...], ...]
 
