@@ -3,11 +3,14 @@ address at the same port, its exit code is the launcher's, and --probe reports w
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -103,3 +106,57 @@ def test_a_malformed_port_list_is_refused_with_its_value() -> None:
 
     assert result.returncode == 2
     assert "'http'" in result.stderr
+
+
+@pytest.fixture
+def netns() -> Iterator[tuple[str, str]]:
+    """A network namespace joined to this one by a veth pair, like a container: (namespace name, its address)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to create a network namespace")
+    name, slot = f"oftest{os.getpid()}", (os.getpid() % 60) * 4
+    host, inner = f"198.51.100.{slot + 1}", f"198.51.100.{slot + 2}"
+    setup = [
+        ["ip", "netns", "add", name],
+        ["ip", "link", "add", f"{name}h", "type", "veth", "peer", "name", f"{name}n"],
+        ["ip", "link", "set", f"{name}n", "netns", name],
+        ["ip", "addr", "add", f"{host}/30", "dev", f"{name}h"],
+        ["ip", "link", "set", f"{name}h", "up"],
+        ["ip", "-n", name, "addr", "add", f"{inner}/30", "dev", f"{name}n"],
+        ["ip", "-n", name, "link", "set", f"{name}n", "up"],
+        ["ip", "-n", name, "link", "set", "lo", "up"],
+    ]
+    try:
+        for argv in setup:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            if done.returncode != 0:
+                pytest.skip(f"cannot set up a network namespace here: {' '.join(argv)}: {done.stderr.strip()}")
+        yield name, inner
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "del", f"{name}h"], capture_output=True, timeout=30)
+
+
+def in_netns(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["ip", "netns", "exec", name, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.integration
+def test_in_a_container_network_a_loopback_service_is_reachable_only_through_the_launcher(
+        netns: tuple[str, str]) -> None:
+    name, address = netns
+    bare_port, launched_port = free_port(), free_port()
+    bare = in_netns(name, [sys.executable, "-c", SERVER, str(bare_port)])
+    launched = in_netns(name, [sys.executable, str(LAUNCHER), str(launched_port), "--", sys.executable, "-c", SERVER,
+                               str(launched_port)])
+    try:
+        body = wait_for(f"http://{address}:{launched_port}/health")
+
+        assert body == b"ok"
+        inside = subprocess.run(["ip", "netns", "exec", name, sys.executable, str(LAUNCHER), "--probe",
+                                 f"http://127.0.0.1:{bare_port}/health"], capture_output=True, timeout=30)
+        assert inside.returncode == 0  # the bare service listens, on the namespace's own loopback...
+        assert probe(f"tcp://{address}:{bare_port}") == 1  # ...which nothing outside reaches
+    finally:
+        for proc in (bare, launched):
+            proc.terminate()
+            proc.wait(30)
