@@ -203,6 +203,20 @@ def test_a_refused_key_is_a_clear_error_without_retries(live: Any, mbo_topic: st
     assert gw.stats.connections == 1
 
 
+def test_an_unknown_dataset_is_a_clear_error(live: Any, mbo_topic: str, gateway: Any) -> None:
+    # Arrange
+    gw = gateway()
+
+    # Act: the last --dataset wins over the fixture's
+    run = live(gw, mbo_topic, "--symbols", "ESH4", "--dataset", "XNAS.ITCH")
+    code, _ = run.finish()
+
+    # Assert
+    assert code == 1
+    assert "refused the session: Unknown dataset 'XNAS.ITCH'" in "".join(run.stderr)
+    assert gw.stats.connections == 1
+
+
 def test_an_unknown_symbol_is_a_clear_error(live: Any, mbo_topic: str, gateway: Any) -> None:
     # Arrange
     gw = gateway()
