@@ -117,8 +117,8 @@ def copy_sources(stage: Stage, workdir: Path, built: dict[str, tuple[Path, str]]
     for copy in stage.all("COPY"):
         *sources, dest = shlex.split(copy)
         if sources[0].startswith("--from="):
-            folder, image_workdir = built[sources[0].split("=", 1)[1]]
-            shutil.copytree(folder / Path(sources[1]).relative_to(image_workdir), workdir / dest)
+            stage_dir, image_workdir = built[sources[0].split("=", 1)[1]]
+            shutil.copytree(stage_dir / Path(sources[1]).relative_to(image_workdir), workdir / dest)
             continue
         for source in sources:
             if (REPO / source).is_file():

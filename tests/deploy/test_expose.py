@@ -39,7 +39,7 @@ def free_port() -> int:
 def own_address() -> str:
     sys.path.insert(0, str(LAUNCHER.parent))
     try:
-        import expose  # type: ignore[import-not-found]
+        import expose
     finally:
         sys.path.pop(0)
     addresses = expose.container_addresses()
