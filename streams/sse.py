@@ -30,9 +30,9 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -49,6 +49,8 @@ STREAMS = (BOOKS, TRADES)
 ANOMALY_RING = 200  # recent anomalies kept per instrument
 TIME_RING = 512  # publish times of recent book versions (fan-out latency of conflated updates)
 MAX_BATCH = 500  # ring entries sent in one write
+LOW_WATER = 16 * 1024  # a blocked client is written to again once its socket holds less than this
+DRAIN_POLL_S = 0.02
 TICK_S = 0.5  # the hub's clock: heartbeats, disconnect checks, stuck writes
 FANOUT_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 5.0)
 
@@ -84,6 +86,8 @@ class Totals:
     connections: dict[str, int] = field(default_factory=_per_stream)
     timeouts: int = 0  # clients dropped for a stuck socket
     heartbeats: int = 0
+    pass_cpu_s: float = 0.0  # CPU time of the event loop's thread in fan-out passes
+    pass_writes: int = 0  # client writes made by fan-out passes
 
 
 class Ring:
@@ -120,7 +124,8 @@ def _number(entry: tuple[int, float, bytes]) -> int:
 class Feed:
     """One instrument's live state in the hub."""
 
-    __slots__ = ("anomalies", "book_seq", "book_times", "instrument", "snapshots", "trades", "versions", "wakers")
+    __slots__ = ("anomalies", "book_seq", "book_times", "clients", "instrument", "snapshots", "trade_payload",
+                 "trades", "versions")
 
     def __init__(self, instrument: int, trade_ring: int) -> None:
         self.instrument = instrument
@@ -129,8 +134,9 @@ class Feed:
         self.book_times: deque[tuple[int, float]] = deque(maxlen=TIME_RING)
         self.anomalies = Ring(ANOMALY_RING)
         self.trades = Ring(trade_ring)
-        self.snapshots: dict[int, tuple[int, bytes | None]] = {}  # depth -> (book_seq, document)
-        self.wakers: set[Client] = set()
+        self.snapshots: dict[int, tuple[int, bytes]] = {}  # depth -> (book_seq, the book or status event)
+        self.trade_payload: tuple[int, int, bytes, float] = (-1, -1, b"", 0.0)  # cursor, last, events, first time
+        self.clients: set[Client] = set()  # connected to a socket
 
     def book_version(self, at: float) -> None:
         self.book_seq += 1
@@ -149,8 +155,8 @@ class Feed:
 class Client:
     """One connected SSE client: cursors and counters, never a queue."""
 
-    __slots__ = ("buffered", "conflated", "connected_at", "cursor", "depth", "feed", "last_write", "sent", "stream",
-                 "task", "versions_seen", "wake", "writing_since")
+    __slots__ = ("blocked", "conflated", "connected_at", "cursor", "dead", "depth", "feed", "last_write", "sent",
+                 "socket", "stream", "task", "versions_seen", "wake", "writing_since")
 
     def __init__(self, stream: str, feed: Feed, cursor: int, depth: int) -> None:
         self.stream = stream
@@ -162,10 +168,12 @@ class Client:
         self.conflated = 0  # book versions never sent (a newer one went instead) and trades that left the ring
         self.connected_at = time.monotonic()
         self.last_write = time.monotonic()
-        self.writing_since: float | None = None  # monotonic start of a write still in progress
+        self.writing_since: float | None = None  # monotonic time the socket filled up, while it stays full
+        self.blocked = False  # the socket holds more than its high-water mark: wait until it drains
+        self.dead = False  # a write failed: the client is gone
         self.wake: asyncio.Future[None] | None = None
         self.task: asyncio.Task[Any] | None = None
-        self.buffered: Callable[[], int] = _nothing  # bytes written and not yet taken by the socket (transport)
+        self.socket: ClientSocket | None = None
 
     def pending(self) -> int:
         """Book versions or ring entries published and not yet sent to this client (counted, not held)."""
@@ -175,8 +183,21 @@ class Client:
         return max(0, feed.trades.last - self.cursor)
 
 
-def _nothing() -> int:
-    return 0
+class ClientSocket(Protocol):
+    """Where a client's bytes go: written at once (never awaited), the backlog readable."""
+
+    def write(self, data: bytes) -> bool:
+        """Hand ``data`` to the socket now; False when it then holds more than its high-water mark."""
+
+    def closed(self) -> bool: ...
+
+    def buffered(self) -> int:
+        """Bytes handed over and not yet taken by the client."""
+
+
+def _resolve(wake: asyncio.Future[None] | None) -> None:
+    if wake is not None and not wake.done():
+        wake.set_result(None)
 
 
 def parse_event_id(raw: str | None, epoch: str) -> int | None:
@@ -215,7 +236,12 @@ class Hub:
         self.totals = Totals()
         self.fanout = Histogram("orderflow_stream_fanout_seconds", "an output handed to the hub to its event "
                                 "written to a client's socket", registry=None, buckets=FANOUT_BUCKETS)
+        self.pass_seconds = Histogram("orderflow_stream_pass_seconds", "one fan-out pass: every client of the "
+                                      "instruments changed since the last pass written to", registry=None,
+                                      buckets=FANOUT_BUCKETS)
         self.closing = False
+        self.dirty: set[Feed] = set()  # feeds with news for their clients since the last fan-out pass
+        self._scheduled = False
         self._ticker: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ producer side
@@ -228,9 +254,10 @@ class Hub:
         return found
 
     def publish(self, outputs: Sequence[Output]) -> None:
-        """Take a frame's outputs (topic, key, JSON value) and wake the clients of the instruments they touch."""
-        kinds, now = self.kinds, time.perf_counter()
-        touched: set[Feed] = set()
+        """Take a frame's outputs (topic, key, JSON value); the clients of the instruments they touch are written
+        to in one pass once the agent yields (the outputs of a burst of frames go out together)."""
+        kinds, now, dirty = self.kinds, time.perf_counter(), self.dirty
+        changed: set[Feed] = set()  # books changed by these outputs: one new version each
         for topic, key, value in outputs:
             kind = kinds.get(topic)
             if kind is None or key is None:
@@ -244,17 +271,52 @@ class Hub:
                 feed.book_seq += 1
                 feed.anomalies.add(feed.book_seq, now, value)
             else:
-                feed.book_version(now)
-            touched.add(feed)
-        for feed in touched:
-            self._wake_all(feed.wakers)
+                changed.add(feed)
+            if feed.clients:
+                dirty.add(feed)
+        for feed in changed:
+            feed.book_version(now)
+        if dirty and not self._scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self._fan_out)
+                self._scheduled = True
+            except RuntimeError:  # no loop (a unit test): clients collect when they are served
+                pass
 
-    def _wake_all(self, clients: set[Client]) -> None:
-        for client in clients:
-            wake = client.wake
-            if wake is not None and not wake.done():
-                wake.set_result(None)
-        clients.clear()
+    def _fan_out(self) -> None:
+        """Write what is new to every client of the changed instruments, except those whose socket is full."""
+        self._scheduled = False
+        started, cpu = time.perf_counter(), time.thread_time()
+        dirty, self.dirty = self.dirty, set()
+        written = 0
+        for feed in dirty:
+            for client in list(feed.clients):
+                if not client.blocked and not client.dead and client.socket is not None:
+                    written += self._send(client, client.socket)
+        self.pass_seconds.observe(time.perf_counter() - started)
+        self.totals.pass_cpu_s += time.thread_time() - cpu
+        self.totals.pass_writes += written
+
+    def _send(self, client: Client, sock: ClientSocket) -> bool:
+        """Write what ``client`` has not been sent; True when there was something."""
+        payload, started = self._collect(client)
+        if not payload:
+            return False
+        try:
+            room = sock.write(payload)
+        except (ConnectionError, RuntimeError, OSError) as e:
+            logger.debug("stream client gone: %s", e)
+            client.dead = True
+            _resolve(client.wake)
+            return True
+        client.last_write = time.monotonic()
+        if started is not None:
+            self.fanout.observe(time.perf_counter() - started)
+        if not room:  # its task waits for the socket to drain; the fan-out passes skip it meanwhile
+            client.blocked = True
+            client.writing_since = client.last_write
+            _resolve(client.wake)
+        return True
 
     # ------------------------------------------------------------------ client side
 
@@ -289,51 +351,63 @@ class Hub:
         return client, head
 
     def unsubscribe(self, client: Client) -> None:
+        if client in self.clients and client.stream == BOOKS and client.versions_seen >= 0:
+            self._conflate(client, client.feed.versions - client.versions_seen)  # never to be sent now
+            client.versions_seen = client.feed.versions
         self.clients.discard(client)
-        client.feed.wakers.discard(client)
+        client.feed.clients.discard(client)
+        client.socket = None
 
-    async def serve(self, client: Client, write: Callable[[bytes], Awaitable[None]],
-                    closed: Callable[[], bool]) -> None:
-        """Send ``client`` its events until it goes away (``closed``, a failed write) or the hub closes."""
+    async def serve(self, client: Client, sock: ClientSocket) -> None:
+        """Keep ``client``'s stream until it goes away (closed socket, failed write, stuck socket) or the hub
+        closes: catch up after a full socket drained, send heartbeats. New data is written by the fan-out pass."""
         client.task = asyncio.current_task()
+        client.socket = sock
+        client.feed.clients.add(client)
         self._start_ticker()
         loop = asyncio.get_running_loop()
         heartbeat = self.config.heartbeat_s
         try:
-            while not self.closing and not closed():
-                payload, started = self._collect(client)
-                if payload:
-                    await self._write(client, write, payload)
-                    if started is not None:
-                        self.fanout.observe(time.perf_counter() - started)
-                    continue
-                if time.monotonic() - client.last_write >= heartbeat:
-                    await self._write(client, write, b": heartbeat\n\n")
+            while not self.closing and not client.dead and not sock.closed():
+                if client.blocked:
+                    await self._drain(client, sock)
+                elif self._send(client, sock):
+                    pass
+                elif time.monotonic() - client.last_write >= heartbeat:
+                    if not sock.write(b": heartbeat\n\n"):
+                        client.blocked = True
+                        client.writing_since = time.monotonic()
+                    client.last_write = time.monotonic()
                     self.totals.heartbeats += 1
-                    continue
-                client.wake = loop.create_future()
-                client.feed.wakers.add(client)
-                await client.wake
-        except (ConnectionError, RuntimeError) as e:  # aiohttp: "Cannot write to closing transport"
+                else:
+                    client.wake = loop.create_future()
+                    await client.wake
+        except (ConnectionError, RuntimeError, OSError) as e:  # aiohttp: "Cannot write to closing transport"
             logger.debug("stream client gone: %s", e)
         finally:
             client.wake = None
             self.unsubscribe(client)
 
-    async def _write(self, client: Client, write: Callable[[bytes], Awaitable[None]], payload: bytes) -> None:
-        client.writing_since = time.monotonic()
-        await write(payload)
+    async def _drain(self, client: Client, sock: ClientSocket) -> None:
+        while sock.buffered() > LOW_WATER and not sock.closed() and not self.closing:
+            await asyncio.sleep(DRAIN_POLL_S)
+        client.blocked = False
         client.writing_since = None
-        client.last_write = time.monotonic()
 
     def _collect(self, client: Client) -> tuple[bytes, float | None]:
         """What ``client`` has not been sent yet, as one payload; the publish time of its oldest part."""
         return self._collect_books(client) if client.stream == BOOKS else self._collect_trades(client)
 
     def _collect_trades(self, client: Client) -> tuple[bytes, float | None]:
-        ring = client.feed.trades
+        feed = client.feed
+        ring = feed.trades
         if client.cursor >= ring.last:
             return b"", None
+        cursor, last, cached, first = feed.trade_payload
+        if cursor == client.cursor and last == ring.last:  # most clients are at the same place: built once
+            client.cursor = last
+            self._count(client, last - cursor)
+            return cached, first
         parts: list[bytes] = []
         if client.cursor + 1 < ring.first:  # fell behind the ring: say what was lost
             missed = ring.first - client.cursor - 1
@@ -341,15 +415,25 @@ class Hub:
                                       f'"to":{ring.first - 1}}}'.encode()))
             self._conflate(client, missed)
             client.cursor = ring.first - 1
-        entries = ring.after(client.cursor)
+        start = client.cursor
+        entries = ring.after(start)
         epoch = self.epoch
         parts.extend(event("trade", data, f"{epoch}-{number}") for number, _, data in entries)
+        payload = b"".join(parts)
         client.cursor = entries[-1][0]
+        if not parts[0].startswith(b"event: gap") and client.cursor == ring.last:
+            feed.trade_payload = (start, client.cursor, payload, entries[0][1])
         self._count(client, len(entries))
-        return b"".join(parts), entries[0][1]
+        return payload, entries[0][1]
 
     def _collect_books(self, client: Client) -> tuple[bytes, float | None]:
         feed = client.feed
+        if 0 <= client.versions_seen == feed.versions - 1 and client.cursor >= feed.anomalies.last:
+            # the usual case in a fan-out pass: one new version, no anomaly
+            client.versions_seen = feed.versions
+            client.cursor = feed.book_seq
+            self._count(client, 1)
+            return self._book_event(feed, client.depth), feed.book_times[-1][1]
         parts: list[bytes] = []
         started: float | None = None
         epoch = self.epoch
@@ -365,22 +449,24 @@ class Hub:
                 first = feed.first_time_after(client.cursor)
                 started = first if started is None or (first is not None and first < started) else started
             client.versions_seen = feed.versions
-            doc = self._snapshot(feed, client.depth)
-            if doc is not None:
-                parts.append(event("book", doc, f"{epoch}-{feed.book_seq}"))
-                self._count(client, 1)
-            else:
-                parts.append(event("status", f'{{"instrument_id":{feed.instrument},"kept":false}}'.encode()))
+            parts.append(self._book_event(feed, client.depth))
+            self._count(client, 1)
             client.cursor = max(client.cursor, feed.book_seq)
         return b"".join(parts), started
 
-    def _snapshot(self, feed: Feed, depth: int) -> bytes | None:
+    def _book_event(self, feed: Feed, depth: int) -> bytes:
+        """The ``book`` event of the feed's current version (a ``status`` event when it is not kept), built
+        once per version and depth for all clients."""
         cached = feed.snapshots.get(depth)
         if cached is not None and cached[0] == feed.book_seq:
             return cached[1]
         doc = self.snapshot(feed.instrument, depth)
-        feed.snapshots[depth] = (feed.book_seq, doc)
-        return doc
+        if doc is None:
+            built = event("status", f'{{"instrument_id":{feed.instrument},"kept":false}}'.encode())
+        else:
+            built = event("book", doc, f"{self.epoch}-{feed.book_seq}")
+        feed.snapshots[depth] = (feed.book_seq, built)
+        return built
 
     def _count(self, client: Client, events: int) -> None:
         client.sent += events
@@ -412,17 +498,14 @@ class Hub:
                 self.totals.timeouts += 1
                 client.writing_since = None
                 client.task.cancel()
-            elif client.wake is not None and not client.wake.done():
-                client.wake.set_result(None)
+            else:
+                _resolve(client.wake)
 
     async def close(self) -> None:
         """Server shutdown: end every client's stream."""
         self.closing = True
         for client in list(self.clients):
-            if client.wake is not None and not client.wake.done():
-                client.wake.set_result(None)
-            elif client.writing_since is not None and client.task is not None:
-                client.task.cancel()
+            _resolve(client.wake)
         if self._ticker is not None:
             self._ticker.cancel()
 
@@ -433,7 +516,7 @@ class Hub:
         now = time.monotonic()
         clients = [{"stream": c.stream, "instrument_id": c.feed.instrument, "sent": c.sent,
                     "conflated": c.conflated, "pending": c.pending(), "cursor": c.cursor,
-                    "buffered_bytes": c.buffered(),
+                    "buffered_bytes": 0 if c.socket is None else c.socket.buffered(),
                     "writing_s": None if c.writing_since is None else round(now - c.writing_since, 3),
                     "age_s": round(now - c.connected_at, 3)} for c in self.clients]
         return {"epoch": self.epoch, "clients": clients, "totals": dataclasses.asdict(self.totals),
@@ -468,7 +551,12 @@ class HubCollector(Collector):
         yield clients
         yield CounterMetricFamily("orderflow_stream_write_timeouts", "clients dropped for a stuck socket",
                                   value=hub.totals.timeouts)
+        yield CounterMetricFamily("orderflow_stream_pass_cpu_seconds", "CPU time spent in fan-out passes",
+                                  value=hub.totals.pass_cpu_s)
+        yield CounterMetricFamily("orderflow_stream_pass_writes", "client writes made by fan-out passes",
+                                  value=hub.totals.pass_writes)
         yield from hub.fanout.collect()
+        yield from hub.pass_seconds.collect()
 
 
 def register_metrics(hub: Hub, registry: CollectorRegistry) -> None:

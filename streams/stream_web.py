@@ -32,6 +32,7 @@ LIBRARY_FILES = {"uPlot.iife.min.js": "application/javascript", "uPlot.min.css":
 CONTROL_ACTIONS = ("pause", "resume", "speed", "seek")
 CONTROL_TIMEOUT_S = 5.0
 MAX_BACKFILL = 1000
+HIGH_WATER = 64 * 1024  # bytes a client's socket may hold before the hub stops writing to it until it drains
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache, no-store",
                "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 _encode = msgspec.json.Encoder().encode
@@ -81,6 +82,38 @@ def parse_backfill(raw: str | None) -> int:
     return value
 
 
+class SseSocket:
+    """A prepared SSE response's connection, written without awaiting (the hub writes to many clients in one pass):
+    straight to the transport, in HTTP/1.1 chunks when aiohttp chose chunked encoding."""
+
+    last_chunk: tuple[bytes, bytes] = (b"", b"0\r\n\r\n")  # (payload, its chunk) last written to any client
+
+    def __init__(self, request: web.Request, response: web.StreamResponse) -> None:
+        self.request = request
+        self.chunked = response.headers.get("Transfer-Encoding", "").lower() == "chunked"
+
+    def write(self, data: bytes) -> bool:
+        transport = self.request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        if self.chunked:
+            last = SseSocket.last_chunk
+            if last[0] is not data:  # a fan-out pass writes the same payload to many clients: frame it once
+                last = SseSocket.last_chunk = (data, b"%x\r\n%b\r\n" % (len(data), data))
+            transport.write(last[1])
+        else:
+            transport.write(data)
+        return transport.get_write_buffer_size() <= HIGH_WATER
+
+    def closed(self) -> bool:
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
+
+    def buffered(self) -> int:
+        transport = self.request.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -102,22 +135,11 @@ class LiveViews:
             client, head = self.hub.subscribe(stream, instrument, last_id, depth=depth, backfill=backfill)
         except (StreamError, ValueError) as e:
             return _error(400, str(e))
+        response = web.StreamResponse(headers=SSE_HEADERS)
         try:
-            response = web.StreamResponse(headers=SSE_HEADERS)
             await response.prepare(request)
             await response.write(head)
-
-            def closed() -> bool:
-                transport = request.transport
-                return transport is None or transport.is_closing()
-
-            def buffered() -> int:
-                transport = request.transport
-                return 0 if transport is None else transport.get_write_buffer_size()
-
-            client.buffered = buffered
-
-            await self.hub.serve(client, response.write, closed)
+            await self.hub.serve(client, SseSocket(request, response))
         except (ConnectionError, RuntimeError) as e:
             logger.debug("stream client gone before its first event: %s", e)
         finally:

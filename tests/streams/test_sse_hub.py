@@ -72,10 +72,10 @@ def test_an_instrument_this_worker_does_not_keep_gets_a_status_event() -> None:
 def test_anomalies_go_out_in_order_before_the_book() -> None:
     hub = Hub(TOPICS, snapshot)
     client, _ = hub.subscribe(BOOKS, 17077)
-    hub.publish([bbo(1), anomaly("crossed"), bbo(2), anomaly("uncrossed")])
+    hub.publish([bbo(1), anomaly("crossed"), bbo(2), anomaly("uncrossed")])  # one frame: one book version
     events = parse(hub._collect(client)[0])
     assert [(e["event"], e["id"]) for e in events] == [
-        ("anomaly", f"{hub.epoch}-2"), ("anomaly", f"{hub.epoch}-4"), ("book", f"{hub.epoch}-4")]
+        ("anomaly", f"{hub.epoch}-1"), ("anomaly", f"{hub.epoch}-2"), ("book", f"{hub.epoch}-3")]
 
 
 def test_a_trade_client_that_falls_behind_the_ring_is_told_what_it_missed() -> None:
@@ -120,58 +120,87 @@ def test_an_unknown_stream_is_refused() -> None:
         Hub(TOPICS, snapshot).subscribe("features", 17077)
 
 
-def serve(hub: Hub, stream: str, write: Any, closed: Any = lambda: False) -> asyncio.Task[None]:
+class FakeSocket:
+    """A client socket: records what is written; ``full`` makes it report a backlog that never drains."""
+
+    def __init__(self, full: bool = False) -> None:
+        self.written: list[bytes] = []
+        self.full = full
+        self.gone = False
+
+    def write(self, data: bytes) -> bool:
+        if self.gone:
+            raise ConnectionResetError("gone")
+        self.written.append(data)
+        return not self.full
+
+    def closed(self) -> bool:
+        return self.gone
+
+    def buffered(self) -> int:
+        return 10**6 if self.full else 0
+
+
+def serve(hub: Hub, stream: str, sock: FakeSocket) -> asyncio.Task[None]:
     client, _ = hub.subscribe(stream, 17077)
-    return asyncio.ensure_future(hub.serve(client, write, closed))
+    return asyncio.ensure_future(hub.serve(client, sock))
+
+
+def test_the_fan_out_pass_writes_new_events_to_every_client_once_the_publisher_yields() -> None:
+    async def scenario() -> list[list[str]]:
+        hub = Hub(TOPICS, snapshot)
+        socks = [FakeSocket() for _ in range(3)]
+        tasks = [serve(hub, TRADES, sock) for sock in socks]
+        await asyncio.sleep(0.01)
+        hub.publish([trade(1), trade(2)])
+        hub.publish([trade(3)])
+        await asyncio.sleep(0)  # the pass runs in the next loop iteration
+        seen = [[e["id"] for e in parse(b"".join(sock.written))] for sock in socks]
+        await hub.close()
+        await asyncio.gather(*tasks)
+        return seen
+
+    for seen in asyncio.run(scenario()):
+        assert [event_id.rsplit("-", 1)[1] for event_id in seen] == ["1", "2", "3"]
 
 
 def test_an_idle_client_gets_heartbeats_and_leaves_when_its_socket_closes() -> None:
     async def scenario() -> tuple[list[bytes], int]:
         hub = Hub(TOPICS, snapshot, LiveConfig(heartbeat_s=0.01))
-        written: list[bytes] = []
-        gone = False
-
-        async def write(data: bytes) -> None:
-            written.append(data)
-
-        task = serve(hub, TRADES, write, lambda: gone)
+        sock = FakeSocket()
+        task = serve(hub, TRADES, sock)
         await asyncio.sleep(1.2)  # the hub's clock ticks every 0.5 s
-        gone = True
+        sock.gone = True
         await asyncio.wait_for(task, 2.0)
         await hub.close()
-        return written, len(hub.clients)
+        return sock.written, len(hub.clients)
 
     written, left = asyncio.run(scenario())
     assert b": heartbeat\n\n" in written and left == 0
 
 
-def test_a_client_stuck_in_a_write_is_dropped_after_the_timeout() -> None:
-    async def scenario() -> tuple[bool, int, int]:
+def test_a_client_whose_socket_stays_full_is_dropped_after_the_timeout() -> None:
+    async def scenario() -> tuple[bool, int, int, int]:
         hub = Hub(TOPICS, snapshot, LiveConfig(write_timeout_s=0.2))
-
-        async def never(data: bytes) -> None:
-            await asyncio.Event().wait()  # a socket that never drains
-
-        task = serve(hub, BOOKS, never)
-        await asyncio.sleep(0)
-        hub.publish([bbo(1)])
+        sock = FakeSocket(full=True)
+        task = serve(hub, BOOKS, sock)
+        await asyncio.sleep(0.01)
+        for n in range(5):
+            hub.publish([bbo(n)])
+            await asyncio.sleep(0.01)
         await asyncio.sleep(1.2)
         await hub.close()
-        return task.done(), len(hub.clients), hub.totals.timeouts
+        return task.done(), len(hub.clients), hub.totals.timeouts, len(sock.written)
 
-    done, left, timeouts = asyncio.run(scenario())
+    done, left, timeouts, writes = asyncio.run(scenario())
     assert done and left == 0 and timeouts == 1
+    assert writes == 1  # a full socket is not written to again until it drains
 
 
 def test_closing_the_hub_ends_every_stream() -> None:
     async def scenario() -> tuple[bool, int]:
         hub = Hub(TOPICS, snapshot)
-        written: list[bytes] = []
-
-        async def write(data: bytes) -> None:
-            written.append(data)
-
-        tasks = [serve(hub, stream, write) for stream in (BOOKS, TRADES, TRADES)]
+        tasks = [serve(hub, stream, FakeSocket()) for stream in (BOOKS, TRADES, TRADES)]
         await asyncio.sleep(0.05)
         await hub.close()
         await asyncio.wait_for(asyncio.gather(*tasks), 2.0)
