@@ -18,7 +18,9 @@ Behaviour, chosen so that tests can provoke what a real gateway does:
 - without ``start`` a connection joins the feed "now": the live position, which is the file's start at first and
   moves past the records a dropped connection did not see plus ``outage_records`` that "happened" while the
   client was away. A client that resubscribes without ``start`` therefore misses records, as it would for real;
-- ``drop_after=[n0, n1, ...]``: connection *k* is cut (TCP reset) after sending ``n_k`` records;
+- ``drop_after=[n0, n1, ...]``: connection *k* is cut after sending ``n_k`` records. The gateway closes its
+  socket (a FIN after the data, not a reset, so that the client surely received the ``n_k`` records: tests rely on
+  the count; the source treats any end it did not ask for the same way);
 - ``garbage_after``: after that many records the stream turns into bytes that are not DBN;
 - ``invalid_at``: the records at these feed indexes go out with action ``X`` (valid DBN, an invalid record);
 - a wrong key gets ``success=0|error=...``; a symbol the file does not hold gets an ErrorMsg
@@ -190,7 +192,8 @@ class FakeGateway:
             logger.debug("connection %d: closed as the gateway stops", number)
         finally:
             self._tasks.discard(task)
-            writer.transport.abort()
+            if not writer.transport.is_closing():
+                writer.transport.abort()
 
     async def _session(self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         challenge = secrets.token_hex(16)
@@ -305,7 +308,8 @@ class FakeGateway:
                 await writer.drain()
                 self.stats.records_sent += len(cut)
                 self._cut(number, limit, rows)
-                writer.transport.abort()
+                writer.close()
+                await writer.wait_closed()
                 return False
             writer.write(b"".join(records[i] for i in batch))
             self.stats.records_sent += len(batch)

@@ -94,7 +94,7 @@ class LiveState:
     state: str = "starting"  # starting | connecting | streaming | backoff | stopping | finished | failed
     connected: bool = False
     session_id: str | None = None
-    connections: int = 0
+    connections: int = 0  # sessions attempted
     records_received: int = 0
     records_published: int = 0
     rejected: int = 0
@@ -200,8 +200,8 @@ class LiveSource:
         logger.info("connecting to the %s gateway%s (session %d), symbols %s, start %s", self.opts.dataset,
                     f" at {self.opts.gateway}:{self.opts.port}" if self.opts.gateway else "", self.st.connections,
                     ",".join(self.opts.symbols), format_ts(start) or "now")
-        session = self.session_factory(self.opts, start, self._deliver)
         try:
+            session = self.session_factory(self.opts, start, self._deliver)
             self.st.session_id = session.open()
         except SessionEnd as e:
             self._ended(e)
@@ -243,10 +243,10 @@ class LiveSource:
 
     def _consume(self, session: GatewaySession) -> None:
         """Handle records until the session ends (and its records are all handled), a stop or a fatal error."""
-        if self._session_start is None:
-            self._session_start = session.metadata_start()
         while True:
             batch = self._take(self._wait_s())
+            if self._session_start is None:  # the metadata comes first in the stream, a moment after start_session
+                self._session_start = session.metadata_start()
             if batch:
                 self._handle(batch)
             now = time.monotonic()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from producers.live.fake_gateway import DEFAULT_KEY, FakeGateway, Feed
+from producers.live.fake_gateway import DEFAULT_KEY, FakeGateway, Feed, GatewayOptions
 from producers.live.source import LiveError, LiveOptions, LiveSource
 from tests.producers.test_replay_loop import ListSink
 from topics.records import F_LAST
@@ -78,3 +78,17 @@ def test_a_gateway_that_refuses_connections_is_given_up_after_max_attempts() -> 
     assert "gave up after 3 sessions in a row without a new record" in str(raised.value)
     assert f"Connection to 127.0.0.1:{port} failed" in str(raised.value)
     assert source.st.connections == 3 and source.st.state == "failed"
+
+
+def test_a_drop_before_any_record_resumes_from_the_first_sessions_start(esh4: Path, esh4_rows: Rows) -> None:
+    # Arrange: the first session ends before its first record; the feed moves on 1000 records meanwhile
+    sink = ListSink()
+    with FakeGateway(Feed.load(esh4), GatewayOptions(drop_after=[0], outage_records=1000)) as gw:
+        source = LiveSource(options(gw.port, backoff_s=0.05, stop_after=len(esh4_rows)), sink)
+
+        # Act
+        source.run()
+
+    # Assert: the second session asked for a replay from where the first one began, so nothing is missing
+    assert gw.stats.starts == [None, esh4_rows[0][1]]
+    assert sink.rows() == list(esh4_rows)
