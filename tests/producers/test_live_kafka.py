@@ -18,7 +18,7 @@ from producers.live.fake_gateway import DEFAULT_KEY, FakeGateway, Feed, GatewayO
 from tests.producers.conftest import Cli, consume_all, consume_raw, row_of
 from tests.producers.test_replay_kafka import free_port
 from topics import codec
-from topics.records import DeadLetter
+from topics.records import F_LAST, DeadLetter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -111,6 +111,11 @@ def test_live_publishes_exactly_the_records_of_the_file(
     assert summary["records_delivered"] == len(esh4_rows)
     assert summary["connections"] == 1 and summary["duplicates_dropped"] == 0
     assert published_rows(stack, mbo_topic, len(esh4_rows)) == list(esh4_rows)
+    frames = [m.frame for m in consume_all(stack.bootstrap_servers, mbo_topic, idle_s=1.0,
+                                           expect_records=len(esh4_rows))]
+    assert all(f.flags[-1] & F_LAST for f in frames)  # the file ends on F_LAST, so no frame splits an event
+    assert all(len(f) <= 250 or not any(flag & F_LAST for flag in f.flags[:-1]) for f in frames)
+    assert {f.symbol for f in frames} == {"ESH4"}
 
 
 def test_dropped_connections_resume_without_gap_or_duplicate(
