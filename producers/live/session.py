@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import databento as db
 import databento_dbn as dbn
 
+from producers.errors import ProducerError
+
 if TYPE_CHECKING:
     from producers.live.source import LiveOptions
 
@@ -40,7 +42,7 @@ class _UndecodableInput(logging.Handler):
             self.error = exc
 
 
-class SessionEnd(Exception):
+class SessionEnd(ProducerError):
     """Why a session could not open or ended; ``fatal`` when retrying cannot help."""
 
     def __init__(self, message: str, fatal: bool = False) -> None:
