@@ -3,6 +3,7 @@
     python bench/sse.py                             # 1,000 clients of /stream/books, the ESH4 open at 10x, 30 s
     python bench/sse.py --clients 200 --speed 50    # fewer clients, a faster replay
     python bench/sse.py --stream trades             # the trades stream instead
+    python bench/sse.py --worker-nice -10           # (root) the worker ahead of other jobs on a shared machine
 
 One worker (subprocess) on the broker of the ORDERFLOW_* settings (started with ``orderflow stack up`` if it is not
 running), its own topics (``bench<hex>.``). The ESH4 day up to the Globex open (23:00) is applied first, as fast as
@@ -101,20 +102,21 @@ async def client_main(port: int, path: str, n: int, stop_flag: Any, out: Any) ->
     out.put({"events": counts[0], "connected": counts[1], "latencies": lat[::step], "samples": len(lat)})
 
 
-def client_process(port: int, path: str, n: int, stop_flag: Any, out: Any) -> None:
-    os.nice(10)  # the load generator yields the cores to the worker (its clients would be on other machines)
+def client_process(port: int, path: str, n: int, nice: int, stop_flag: Any, out: Any) -> None:
+    os.nice(nice)  # the load generator yields the cores to the worker (its clients would be on other machines)
     asyncio.run(client_main(port, path, n, stop_flag, out))
 
 
 # ------------------------------------------------------------------ worker, replay, measurements
 
 
-def start_worker(settings: Settings, prefix: str, workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, prefix: str, workdir: Path, port: int, nice: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "streams.cli", "--log-format", "text", "--log-level", "WARNING", "worker",
            "--web-port", str(port), "--workdir", str(workdir / "w"), "--app-id", f"{prefix}books",
            "--topic-prefix", prefix]
     log = (workdir / "worker.log").open("ab")
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+                            preexec_fn=(lambda: os.nice(nice)) if nice else None)
 
 
 def replay(settings: Settings, topic: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -202,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
                        (topics.deadletter, catalog.DEAD_LETTER)):
         create_topic(settings, name, spec.partitions, spec.config())
     port = free_ports(1)[0]
-    worker = start_worker(settings, prefix, workdir, port)
+    worker = start_worker(settings, prefix, workdir, port, args.worker_nice)
     base = f"http://127.0.0.1:{port}"
     ctx = mp.get_context("spawn")
     stop_flag, out = ctx.Event(), ctx.Queue()
@@ -217,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         path = f"/stream/{args.stream}/{INSTRUMENT}" + ("?depth=10" if args.stream == "books" else "")
         per = [args.clients // args.procs + (1 if i < args.clients % args.procs else 0) for i in range(args.procs)]
         for n in per:
-            proc = ctx.Process(target=client_process, args=(port, path, n, stop_flag, out))
+            proc = ctx.Process(target=client_process, args=(port, path, n, args.client_nice, stop_flag, out))
             proc.start()
             procs.append(proc)
         connect_started = time.monotonic()
@@ -272,7 +274,8 @@ def report(args: argparse.Namespace, before: str, after: str, results: list[dict
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
     print(f"command: python bench/sse.py --clients {args.clients} --stream {stream} --speed {args.speed} "
-          f"--seconds {args.seconds} --procs {args.procs}")
+          f"--seconds {args.seconds} --procs {args.procs} --client-nice {args.client_nice} "
+          f"--worker-nice {args.worker_nice}")
     print(f"clients connected: {sum(r['connected'] for r in results):,} of {args.clients:,} "
           f"(all on the gauge in {connect_s:.1f} s)")
     print(f"replay: {seconds:.1f} s wall, worker outputs {outputs:,.0f} ({outputs / seconds:,.0f}/s)")
@@ -306,6 +309,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stream", choices=("books", "trades"), default="books")
     p.add_argument("--speed", type=float, default=10.0, help="replay speed (x recorded pace)")
     p.add_argument("--seconds", type=float, default=30.0, help="wall seconds of replay")
+    p.add_argument("--client-nice", type=int, default=10, help="nice increment of the client processes")
+    p.add_argument("--worker-nice", type=int, default=0,
+                   help="nice increment of the worker (negative, as root: ahead of other jobs on a shared machine)")
     return p.parse_args(argv)
 
 
