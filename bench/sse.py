@@ -4,6 +4,7 @@
     python bench/sse.py --clients 200 --speed 50    # fewer clients, a faster replay
     python bench/sse.py --stream trades             # the trades stream instead
     python bench/sse.py --worker-nice -10           # (root) the worker ahead of other jobs on a shared machine
+    python bench/sse.py --raw                       # the floor: bare uvloop socket writes to 1,000 connections
 
 One worker (subprocess) on the broker of the ORDERFLOW_* settings (started with ``orderflow stack up`` if it is not
 running), its own topics (``bench<hex>.``). The ESH4 day up to the Globex open (23:00) is applied first, as fast as
@@ -23,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import platform
+import selectors
 import shutil
 import signal
 import socket
@@ -107,6 +110,52 @@ def client_process(port: int, path: str, n: int, nice: int, stop_flag: Any, out:
     asyncio.run(client_main(port, path, n, stop_flag, out))
 
 
+# ------------------------------------------------------------------ the floor: bare socket writes
+
+
+def drain_sockets(port: int, n: int) -> None:
+    """Client process of ``--raw``: ``n`` connections, read and discarded until the parent ends it."""
+    os.nice(10)
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+    selector = selectors.DefaultSelector()
+    for sock in socks:
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+    while True:
+        for key, _ in selector.select(0.5):
+            with contextlib.suppress(BlockingIOError):
+                key.fileobj.recv(1 << 20)  # type: ignore[union-attr]
+
+
+async def raw_writes(clients: int, size: int, rounds: int) -> None:
+    """A uvloop ``transport.write`` of ``size`` bytes to each of ``clients`` loopback sockets, ``rounds`` times:
+    what one client write costs without the hub (the lower bound of a fan-out pass)."""
+    transports: list[asyncio.Transport] = []
+    ready = asyncio.Event()
+
+    class Accept(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            transports.append(transport)  # type: ignore[arg-type]
+            if len(transports) == clients:
+                ready.set()
+
+    server = await asyncio.get_running_loop().create_server(Accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    proc = mp.get_context("spawn").Process(target=drain_sockets, args=(port, clients), daemon=True)
+    proc.start()
+    await ready.wait()
+    data = b"x" * size
+    for _ in range(rounds):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        for transport in transports:
+            transport.write(data)
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        print(f"{clients} writes of {size} B: {1e3 * wall:.1f} ms wall, {1e6 * cpu / clients:.1f} µs CPU per write")
+        await asyncio.sleep(0.2)
+    proc.terminate()
+    server.close()
+
+
 # ------------------------------------------------------------------ worker, replay, measurements
 
 
@@ -169,8 +218,8 @@ def histogram_quantile(text: str, name: str, q: float) -> float:
     buckets = []
     for line in text.splitlines():
         if line.startswith(name + "_bucket{"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if bound == "+Inf" else float(bound), float(line.rsplit(" ", 1)[1])))
     buckets.sort()
     total = buckets[-1][1] if buckets else 0.0
     if not total:
@@ -310,10 +359,22 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--speed", type=float, default=10.0, help="replay speed (x recorded pace)")
     p.add_argument("--seconds", type=float, default=30.0, help="wall seconds of replay")
     p.add_argument("--client-nice", type=int, default=10, help="nice increment of the client processes")
+    p.add_argument("--raw", action="store_true", help="only time bare socket writes to --clients connections")
     p.add_argument("--worker-nice", type=int, default=0,
                    help="nice increment of the worker (negative, as root: ahead of other jobs on a shared machine)")
     return p.parse_args(argv)
 
 
+def main() -> int:
+    args = parse()
+    if args.raw:
+        import uvloop
+
+        uvloop.install()
+        asyncio.run(raw_writes(args.clients, 700, 5))
+        return 0
+    return run(args)
+
+
 if __name__ == "__main__":
-    sys.exit(run(parse()))
+    sys.exit(main())
