@@ -135,6 +135,9 @@ class LiveViews:
             client, head = self.hub.subscribe(stream, instrument, last_id, depth=depth, backfill=backfill)
         except (StreamError, ValueError) as e:
             return _error(400, str(e))
+        if request.method == "HEAD":  # headers only: no stream behind them
+            self.hub.unsubscribe(client)
+            return web.Response(headers=SSE_HEADERS)
         response = web.StreamResponse(headers=SSE_HEADERS)
         try:
             await response.prepare(request)

@@ -7,6 +7,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -206,3 +207,7 @@ def test_bad_stream_requests_are_refused_with_a_reason(live_worker: tuple[Pipeli
         assert status == 400 and words in doc["error"], (path, doc)
     status, doc = get_json(worker.url + "/control/status")
     assert status == 502 and "not reachable" in doc["error"]
+    head = urllib.request.Request(f"{worker.url}/stream/books/{INSTRUMENT}", method="HEAD")
+    with urllib.request.urlopen(head, timeout=5) as answer:  # answered at once, no stream left open
+        assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/event-stream")
+    assert stream_stats(worker)["clients"] == []
