@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -88,6 +89,7 @@ class Replay:
         self._seen_commands = -1
         self._break = False  # leave the current pass (stop or seek)
         self._seek_to: int | None = None
+        self._ff_until: int | None = None  # a forward seek: send everything before this ts_recv at once
         self._tick_at = 0.0
         self._tick_records = 0
 
@@ -128,6 +130,7 @@ class Replay:
                 self._break = False
                 self.pacer.reset()
                 self._play_pass(start_ns)
+                self._ff_until = None  # a fast-forward past the end of the input ends with it
                 if self._seek_to is not None:
                     start_ns, self._seek_to = self._seek_to, None
                     continue
@@ -181,12 +184,18 @@ class Replay:
         ts = chunk.ts_recv() if self.pacer.active else None
         pos = 0
         while pos < n:
-            if self.control.commands != self._seen_commands or self.control.paused:
+            if self.control.commands != self._seen_commands or (self.control.paused and self._ff_until is None):
                 self._apply_control()
-            if self._break:  # a stop (signal) or a seek
+            if self._break:  # a stop (signal) or a backward seek
                 return
             now = self.clock()
-            if self.pacer.active:
+            if self._ff_until is not None:
+                ts = ts or chunk.ts_recv()
+                end = bisect_left(ts, self._ff_until, pos)
+                if end == pos:
+                    self._end_fast_forward()
+                    continue
+            elif self.pacer.active:
                 ts = ts or chunk.ts_recv()  # the speed may have changed from max to paced
                 end = self.pacer.due(ts, pos, now)
                 if end == pos:
@@ -244,16 +253,31 @@ class Replay:
         if seek is not None:
             self._do_seek(seek)
             return
-        if control.paused:
+        if control.paused and self._ff_until is None:
             self._pause_until_resumed()
 
     def _do_seek(self, ts_ns: int) -> None:
-        logger.info("seeking to %s", format_ts(ts_ns))
+        """Forward: every record up to ``ts_ns`` goes out at once (fast-forward), so that the books downstream
+        stay whole; backward: the pass restarts at ``ts_ns`` (books that applied those records skip them again)."""
         self.st.state = "seeking"
+        position = self.st.position_ns
+        if position is not None and ts_ns > position and not self._break:
+            logger.info("fast-forwarding to %s", format_ts(ts_ns))
+            self._ff_until = ts_ns
+            return
+        logger.info("seeking back to %s", format_ts(ts_ns))
+        self._ff_until = None
         self._send(self.framer.flush(time.time_ns()))
         self._seek_to = ts_ns
         self._break = True
         self.st.position_ns = ts_ns
+
+    def _end_fast_forward(self) -> None:
+        target, self._ff_until = self._ff_until, None
+        self.st.position_ns = max(self.st.position_ns or 0, target or 0)
+        self.pacer.reset()  # the pace restarts from here
+        self.st.state = "paused" if self.control.paused else "playing"
+        logger.info("at %s", format_ts(self.st.position_ns))
 
     def _pause_until_resumed(self) -> None:
         self.st.state = "paused"

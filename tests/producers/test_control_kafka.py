@@ -55,10 +55,11 @@ def test_pause_seek_speed_resume_over_http(
     assert code == 0, "".join(run.stderr)
     summary = json.loads(out.strip().splitlines()[-1])
 
+    # a forward seek fast-forwards: everything up to the target went out at once, nothing is skipped, so the books
+    # downstream stay whole
     first = [r for r in esh4_rows if r[0] >= parse_ts(start)]
-    rest = [r for r in esh4_rows if r[0] >= parse_ts(seek)]
-    before = after_seek["records_sent"]
-    assert summary["records_delivered"] == before + len(rest)
+    assert after_seek["records_sent"] == sum(1 for r in first if r[0] < parse_ts(seek))
+    assert summary["records_delivered"] == len(first)
     messages = consume_all(stack.bootstrap_servers, mbo_topic, expect_records=summary["records_delivered"])
     rows = [row_of(r) for m in sorted(messages, key=lambda m: m.offset) for r in m.frame.records()]
-    assert rows == first[:before] + rest
+    assert rows == first
