@@ -2,6 +2,7 @@
 
     python bench/features_latency.py                          # 20,000 ticks/s, 40 instruments, 60 s
     python bench/features_latency.py --rate 5000 --seconds 40
+    python bench/features_latency.py --backlog 100000     # throughput: how fast the worker reads a backlog
 
 Trade and quote ticks of ``--instruments`` synthetic instruments (a random walk each) are published to
 ``ticks.trades`` and ``ticks.quotes`` at ``--rate`` ticks/s, paced in 5 ms steps, each with ``ts_recv`` and
@@ -186,12 +187,44 @@ def worker_histogram(port: int, name: str) -> dict[str, float | None]:
     return out
 
 
+def metric_total(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def backlog(ticks: Ticks, port: int, count: int) -> None:
+    """Publish ``count`` ticks as fast as the producer goes (10 s of event time), then time how long the worker
+    takes to read them: from its first record to the last."""
+    sent = ticks.run(count / 10.0, 10.0)
+    first = last = None
+    stop = time.monotonic() + 600
+    while time.monotonic() < stop:
+        done = metric_total(port, "orderflow_features_records_total")
+        now = time.monotonic()
+        if done and first is None:
+            first = (now, done)
+        if done >= sent:
+            last = (now, done)
+            break
+        time.sleep(0.1)
+    if first is None or last is None:
+        print(f"the worker did not read the backlog of {sent:,} ticks in 600 s", flush=True)
+        return
+    rate = (last[1] - first[1]) / max(1e-9, last[0] - first[0])
+    print(f"backlog: {sent:,} ticks read at {rate:,.0f} ticks/s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=float, default=20_000.0, help="ticks per second (default 20,000)")
     p.add_argument("--seconds", type=float, default=60.0, help="how long ticks are sent (default 60)")
     p.add_argument("--warmup", type=float, default=25.0, help="signals of bars ending before this are left out")
     p.add_argument("--instruments", type=int, default=40, help="synthetic instruments (default 40)")
+    p.add_argument("--backlog", type=int, default=0, help="instead: publish this many ticks, time their reading")
     args = p.parse_args(argv)
     settings = load()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -210,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     port = free_ports(1)[0]
     proc = start_worker(settings, prefix, workdir, port)
     try:
+        if args.backlog:
+            backlog(Ticks(settings.bootstrap_servers, topics, args.instruments), port, args.backlog)
+            return 0
         ready, (recv, send) = mp.Event(), mp.Pipe(duplex=False)
         reader = mp.Process(target=read_signals, args=(settings.bootstrap_servers, topics.signals,
                                                        args.seconds + 10, ready, send))

@@ -196,3 +196,10 @@ def test_a_quiet_group_gets_its_bars_from_the_idle_timer(inputs: dict[str, list[
     assert {b.instrument for b in bars} == set(group.engine.instruments)
     quiet = [b for b in bars if b.ts_event > open_end]
     assert quiet and all(b.values["quote_count"] == 0 for b in quiet)
+
+
+def test_an_unreadable_checkpoint_is_refused_naming_the_group() -> None:
+    k = GroupKeeper(TOPICS, FEATURES, REGIME)
+
+    with pytest.raises(ValueError, match="group 5"):
+        k.assign(5, b"not a checkpoint")
