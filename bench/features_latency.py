@@ -228,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     settings = load()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f}; rate {args.rate:,.0f} ticks/s, "
-          f"{args.instruments} instruments, {args.seconds:.0f} s", flush=True)
+          f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f}; {args.instruments} instruments, "
+          + (f"backlog of {args.backlog:,} ticks" if args.backlog else
+             f"rate {args.rate:,.0f} ticks/s for {args.seconds:.0f} s"), flush=True)
     stack.up(settings)
     prefix = f"bench{os.urandom(3).hex()}."
     topics = FeatureTopics.with_prefix(prefix)
