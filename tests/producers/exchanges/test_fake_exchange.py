@@ -23,7 +23,7 @@ from producers.exchanges.replay import load, replay
 from tests.producers.exchanges.support import book_state, wait_for
 from topics.records import L2Update, QuoteTick, TradeTick
 
-pytestmark = pytest.mark.slow  # real sockets on loopback, whole captures streamed
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # real WebSockets on loopback, whole captures streamed
 
 SYMBOL = {"binance": ["BTCUSDT"], "binance_futures": ["BTCUSDT"]}
 
