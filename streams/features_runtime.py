@@ -27,6 +27,7 @@ from streams.errors import StreamsError
 from streams.features_group import Group, GroupKeeper, Output
 from streams.features_web import FeatureMetrics
 from streams.output import OutputSink
+from streams.recovery import recovered_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ def group_key(number: int) -> bytes:
 
 class GroupStore(Protocol):
     """Where group checkpoints live: read at assignment, written at commit boundaries."""
+
+    def recovered(self, numbers: set[int]) -> set[int]:
+        """Those of ``numbers`` whose checkpoint can be read now (its changelog recovered)."""
 
     def load(self, number: int) -> bytes | None: ...
 
@@ -66,6 +70,9 @@ class TableGroupStore:
     def __init__(self, table: Any) -> None:
         self.table = table
 
+    def recovered(self, numbers: set[int]) -> set[int]:
+        return recovered_partitions(self.table, numbers)
+
     def load(self, number: int) -> bytes | None:
         value = self.table.data.get(group_key(number))
         return None if value is None else bytes(value)
@@ -86,6 +93,9 @@ class MemoryGroupStore:
 
     def __init__(self) -> None:
         self.durable: dict[int, bytes] = {}
+
+    def recovered(self, numbers: set[int]) -> set[int]:
+        return set(numbers)
 
     def load(self, number: int) -> bytes | None:
         return self.durable.get(number)
@@ -123,6 +133,7 @@ class FeaturesRuntime:
         self.ready = False
         self.fatal: BaseException | None = None
         self.stale = 0  # records of groups not restored (buffered from before a rebalance), ignored
+        self.rebalances = 0  # revocations and assignments seen: a restore spanning one is void
         # first offsets of streams (the log start, after retention); the worker sets a broker reader
         self.read_floors: Callable[[list[TP]], Awaitable[dict[TP, int]]] = _no_floors
         metrics.watch(keeper, self.lag, lambda: self.ready)
@@ -261,11 +272,14 @@ class FeaturesRuntime:
     # ------------------------------------------------------------------ rebalances
     async def on_revoked(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         self.ready = False
+        self.rebalances += 1
         await self.settle()
         self.pending.clear()  # delivery restarts from the committed offsets; unacked records come again
 
     async def on_assigned(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         """Drop the groups this worker no longer has (restoring waits for table recovery)."""
+        self.ready = False
+        self.rebalances += 1
         mine = self._groups(args[0] if args else kwargs.get("assigned", ()))
         for number in set(self.keeper.groups) - mine:
             self.keeper.revoke(number)
@@ -273,14 +287,19 @@ class FeaturesRuntime:
         self.pending.clear()
 
     async def on_rebalance_complete(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        """Faust sends this once the checkpoint table of the current assignment is recovered: restore here."""
+        """Faust sends this when a round of table recovery ends: restore the groups whose checkpoints are fully
+        recovered (:mod:`streams.recovery`); the others wait for the next round, which signals again."""
         mine = self._groups(self.app.consumer.assignment())
         for number in set(self.keeper.groups) - mine:
             self.keeper.revoke(number)
-        new = sorted(mine - set(self.keeper.groups))
+        new = sorted(self.store.recovered(mine - set(self.keeper.groups)))
         if new:
+            rebalances = self.rebalances
             streams = [TP(topic, n) for n in new for topic in self.keeper.types]
-            self.floors.update(await self.read_floors(streams))
+            floors = await self.read_floors(streams)
+            if rebalances != self.rebalances:  # the assignment changed while we asked the broker
+                return
+            self.floors.update(floors)
             for number in new:
                 blob = self.store.load(number)
                 try:
@@ -291,7 +310,10 @@ class FeaturesRuntime:
                 self.last_record[number] = time.monotonic()
                 logger.info("group %d %s: %d instruments", number, "restored" if blob else "started",
                             len(group.engine.instruments), extra={"partition": number})
-        self.ready = True
+        waiting = mine - set(self.keeper.groups)
+        if waiting:
+            logger.info("groups %s wait for a later round of table recovery", sorted(waiting))
+        self.ready = not waiting
 
     def _groups(self, tps: Iterable[TP]) -> set[int]:
         return {tp.partition for tp in tps if tp.topic in self.keeper.types}

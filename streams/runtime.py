@@ -31,6 +31,7 @@ from streams.errors import StreamsError
 from streams.keeper import CheckpointPlan, Keeper
 from streams.metrics import Metrics
 from streams.output import OutputSink
+from streams.recovery import recovered_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -68,28 +69,8 @@ class TableStore:
         self.events.pop(partition, None)
 
     def recovered(self, partitions: set[int]) -> set[int]:
-        """Those of ``partitions`` whose changelog partition Faust has read to the end in the current round of
-        table recovery. Faust signals a completed round before it checks that no newer rebalance began, so the
-        consumer's assignment may already hold partitions whose changelog was not (or only partly) read: their
-        table holds older checkpoints than the committed offsets, and restoring them would lose frames."""
-        recovery = self.table.app.tables.recovery
-        if recovery.signal_recovery_start.is_set():  # a newer round began: it will complete and signal again
-            return set()
-        topic = self.table.changelog_topic.get_topic_name()
-        if not any(tp.topic == topic for tp in self.table.app.assignor.assigned_actives()):
-            # the assignment has no partition of the changelog at all: the assignor ignored the topic because
-            # the consumer's metadata did not have it yet, which happens only when it was just created: empty
-            return set(partitions)
-        done = set()
-        for partition in partitions:
-            tp = TP(topic, partition)
-            highwater = recovery.active_highwaters.get(tp)  # last offset in the changelog when the round began
-            offset = recovery.active_offsets.get(tp)  # last offset read (or persisted locally)
-            if tp not in recovery.active_tps or highwater is None:
-                continue
-            if highwater < 0 or (offset is not None and offset >= highwater):
-                done.add(partition)
-        return done
+        """Those of ``partitions`` whose changelog Faust has read to the end (:mod:`streams.recovery`)."""
+        return recovered_partitions(self.table, partitions)
 
     def load(self, partitions: set[int]) -> dict[int, cp.PartitionRestore]:
         return cp.parse_entries(((bytes(k), bytes(v)) for k, v in self.table.items()), partitions)
