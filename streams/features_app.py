@@ -17,9 +17,11 @@ import faust
 
 from processors.features import FeatureConfig
 from processors.regime import RegimeConfig
+from streams import features_stream
 from streams.app import CHANGELOG_CONFIG, MAX_BYTES
 from streams.features_group import FeatureTopics, GroupKeeper
 from streams.features_runtime import FeaturesRuntime, TableGroupStore
+from streams.features_stream import BarSignal
 from streams.features_web import FeatureMetrics, register
 from streams.output import ConfluentSink, FaustSink, OutputSink
 from streams.transport import BookApp
@@ -47,6 +49,7 @@ class FeaturesConfig:
     loop: str = "uvloop"
     fetch_wait_ms: int = 10
     topics: FeatureTopics = field(default_factory=FeatureTopics)
+    heartbeat_s: float = 15.0  # SSE comment line to an idle /stream/features client
 
     @property
     def worker_name(self) -> str:
@@ -68,6 +71,7 @@ class FeaturesConfig:
             regime_fit_bars=settings.features_regime_fit_bars, publisher=settings.streams_publisher,
             session_timeout_s=settings.streams_session_timeout_ms / 1000, loop=settings.streams_loop,
             fetch_wait_ms=settings.streams_fetch_wait_ms, topics=FeatureTopics.with_prefix(topic_prefix),
+            heartbeat_s=settings.streams_sse_heartbeat_ms / 1000,
         )
 
 
@@ -127,4 +131,8 @@ def create_app(config: FeaturesConfig) -> tuple[faust.App, FeaturesRuntime]:
     app.on_partitions_assigned.connect(cast(Any, runtime.on_assigned))
     app.on_rebalance_complete.connect(cast(Any, runtime.on_rebalance_complete))
     register(app, runtime)
+    signal = BarSignal()
+    runtime.on_bars = signal.pulse
+    features_stream.register(cast(Any, app.web).web_app, keeper, signal, runtime.metrics.registry,
+                             config.heartbeat_s)  # the aiohttp driver's application
     return app, runtime

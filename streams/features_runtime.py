@@ -111,6 +111,10 @@ async def _no_floors(streams: list[TP]) -> dict[TP, int]:
     return {}
 
 
+def _nothing() -> None:
+    pass
+
+
 class FeaturesRuntime:
     """State shared by the agent, the timers, the rebalance hooks and the web views of one features worker."""
 
@@ -134,6 +138,7 @@ class FeaturesRuntime:
         self.fatal: BaseException | None = None
         self.stale = 0  # records of groups not restored (buffered from before a rebalance), ignored
         self.rebalances = 0  # revocations and assignments seen: a restore spanning one is void
+        self.on_bars: Callable[[], None] = _nothing  # called after bars closed (the live stream wakes its clients)
         # first offsets of streams (the log start, after retention); the worker sets a broker reader
         self.read_floors: Callable[[list[TP]], Awaitable[dict[TP, int]]] = _no_floors
         metrics.watch(keeper, self.lag, lambda: self.ready)
@@ -168,6 +173,7 @@ class FeaturesRuntime:
         if outputs:
             self.sink.send(outputs)
         if self.keeper.tally.bars_closed != closed:
+            self.on_bars()
             self.metrics.close_seconds.observe(time.perf_counter() - started)
             if self.keeper.last_recv:
                 self.metrics.tick_to_signal.observe(max(0, time.time_ns() - self.keeper.last_recv) / 1e9)
@@ -201,6 +207,7 @@ class FeaturesRuntime:
                 self.sink.send(outputs)
                 self.metrics.close_seconds.observe(time.perf_counter() - started)
             if self.keeper.tally.bars_closed != closed:
+                self.on_bars()
                 self.last_checkpoint[number] = 0.0  # make the new bars durable soon
 
     async def checkpoint_due(self) -> None:

@@ -218,7 +218,8 @@ def print_summary(settings: Settings, workers: list[Child], services: list[Child
 
 def _service_line(settings: Settings, c: Child) -> str:
     if c.name == "features":
-        return f"  features: {c.url}/features  {c.url}/features/17077  {c.url}/regimes  {c.url}/metrics  (log {c.log})"
+        return (f"  features: {c.url}/features  {c.url}/features/17077  {c.url}/regimes  "
+                f"{c.url}/stream/features/17077  {c.url}/metrics  (log {c.log})")
     if c.name == "sink":
         return (f"  sink -> PostgreSQL: {c.url}/metrics  (log {c.log});  try: psql \"{settings.pg_dsn}\" -c "
                 f"'select * from bbo order by ts desc limit 5'")
