@@ -35,7 +35,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--file", type=Path, help="DBN file to replay (default: the ESH4 sample session)")
     run.add_argument("--speed", help="replay pace: a multiple of the recorded pace, or 'max' (default: max)")
     run.add_argument("--down", action="store_true", help="also stop the stack on exit")
-    run.add_argument("--no-wait", action="store_true", help="exit once the replay is done and the workers caught up")
+    run.add_argument("--no-wait", action="store_true",
+                     help="exit once the replay is done, the workers caught up and the sink stored the book outputs")
     run.add_argument("--no-sink", action="store_true", help="do not store the outputs in PostgreSQL")
     run.add_argument("--no-features", action="store_true", help="do not run the features worker")
     run.add_argument("--exchange", default="binance",
