@@ -8,6 +8,7 @@ table's changelog (one partition per frames partition) lets a partition's books 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -33,30 +34,40 @@ CHANGELOG_CONFIG = {
 }
 
 
-def faust_settings(config: WorkerConfig) -> dict[str, Any]:
-    """The Faust app settings of a worker (see docs/streams.md for why each differs from Faust's default)."""
-    session = config.session_timeout_s
+def worker_settings(bootstrap: str, workdir: Path, web_port: int, partitions: int, commit_interval_s: float,
+                    session_timeout_s: float) -> dict[str, Any]:
+    """Faust settings shared by the book and features workers (docs/streams.md says why each differs from Faust's
+    default); each worker adds its own buffer size and standby replicas."""
+    session = session_timeout_s
     return {
-        "broker": config.broker_url,
-        "datadir": str(config.workdir),
+        "broker": f"kafka://{bootstrap}",
+        "datadir": str(workdir),
         "store": "rocksdb://",
         "autodiscover": False,
-        "web_port": config.web_port,
+        "web_port": web_port,
         "web_bind": "127.0.0.1",
         "web_host": "127.0.0.1",
-        "topic_partitions": config.partitions,
+        "topic_partitions": partitions,
         "topic_replication_factor": 1,
-        "broker_commit_interval": config.commit_interval_s,
+        "broker_commit_interval": commit_interval_s,
         "broker_session_timeout": session,
         "broker_heartbeat_interval": max(0.3, session / 10),
         "broker_rebalance_timeout": max(session, 30.0),
         "consumer_auto_offset_reset": "earliest",
-        "stream_wait_empty": False,  # frames wait for their checkpoint to be acked; never wait for that at rebalance
-        "stream_buffer_maxsize": 256,  # frames of up to hundreds of records each
-        "table_standby_replicas": config.standby_replicas,
+        "stream_wait_empty": False,  # records wait for their checkpoint to be acked; never wait for that at rebalance
         "producer_max_request_size": MAX_BYTES + 65_536,
         "producer_linger": 0.001,
         "web_in_thread": False,
+    }
+
+
+def faust_settings(config: WorkerConfig) -> dict[str, Any]:
+    """The Faust app settings of a book worker."""
+    return {
+        **worker_settings(config.bootstrap, config.workdir, config.web_port, config.partitions,
+                          config.commit_interval_s, config.session_timeout_s),
+        "stream_buffer_maxsize": 256,  # frames of up to hundreds of records each
+        "table_standby_replicas": config.standby_replicas,
     }
 
 

@@ -18,7 +18,7 @@ import faust
 from processors.features import FeatureConfig
 from processors.regime import RegimeConfig
 from streams import features_stream
-from streams.app import CHANGELOG_CONFIG, MAX_BYTES
+from streams.app import CHANGELOG_CONFIG, worker_settings
 from streams.features_group import FeatureTopics, GroupKeeper
 from streams.features_runtime import FeaturesRuntime, TableGroupStore
 from streams.features_stream import BarSignal
@@ -76,28 +76,11 @@ class FeaturesConfig:
 
 
 def faust_settings(config: FeaturesConfig) -> dict[str, Any]:
-    session = config.session_timeout_s
     return {
-        "broker": f"kafka://{config.bootstrap}",
-        "datadir": str(config.workdir),
-        "store": "rocksdb://",
-        "autodiscover": False,
-        "web_port": config.web_port,
-        "web_bind": "127.0.0.1",
-        "web_host": "127.0.0.1",
-        "topic_partitions": config.partitions,
-        "topic_replication_factor": 1,
-        "broker_commit_interval": config.commit_interval_s,
-        "broker_session_timeout": session,
-        "broker_heartbeat_interval": max(0.3, session / 10),
-        "broker_rebalance_timeout": max(session, 30.0),
-        "consumer_auto_offset_reset": "earliest",
-        "stream_wait_empty": False,  # records wait for their checkpoint to be acked
+        **worker_settings(config.bootstrap, config.workdir, config.web_port, config.partitions,
+                          config.commit_interval_s, config.session_timeout_s),
         "stream_buffer_maxsize": 4096,
         "table_standby_replicas": 0,
-        "producer_max_request_size": MAX_BYTES + 65_536,
-        "producer_linger": 0.001,
-        "web_in_thread": False,
     }
 
 
