@@ -17,7 +17,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from faust.streams import _current_event  # the context the RocksDB store reads a write's partition from
@@ -28,6 +28,7 @@ from streams.features_group import Group, GroupKeeper, Output
 from streams.features_web import FeatureMetrics
 from streams.output import OutputSink
 from streams.recovery import recovered_partitions
+from streams.runtime import OneWriteInFlight
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def _nothing() -> None:
     pass
 
 
-class FeaturesRuntime:
+class FeaturesRuntime(OneWriteInFlight):
     """State shared by the agent, the timers, the rebalance hooks and the web views of one features worker."""
 
     def __init__(self, app: Any, keeper: GroupKeeper, store: GroupStore, sink: OutputSink, metrics: FeatureMetrics,
@@ -132,8 +133,6 @@ class FeaturesRuntime:
         self.last_checkpoint: dict[int, float] = {}
         self.last_record: dict[int, float] = {}
         self.floors: dict[TP, int] = {}  # first offset of streams (log start) read at restore
-        self.inflight: asyncio.Future[None] | None = None
-        self._dying: asyncio.Future[None] | None = None
         self.ready = False
         self.fatal: BaseException | None = None
         self.stale = 0  # records of groups not restored (buffered from before a rebalance), ignored
@@ -230,21 +229,6 @@ class FeaturesRuntime:
         blob, upto = group.checkpoint(), dict(group.positions)
         group.snapshot_end = group.open_end
         self._run(self._complete(number, group, blob, upto))
-
-    def _run(self, work: Coroutine[Any, Any, None]) -> None:
-        self.inflight = asyncio.ensure_future(work)
-        self.inflight.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Future[None]) -> None:
-        self.inflight = None
-        if not task.cancelled() and task.exception() is not None:
-            error = task.exception()
-            assert error is not None
-            self._dying = asyncio.ensure_future(self.die(error))
-
-    async def settle(self) -> None:
-        while self.inflight is not None:
-            await asyncio.wait([self.inflight])
 
     async def _complete(self, number: int, group: Group, blob: bytes, upto: dict[str, int]) -> None:
         started = time.perf_counter()

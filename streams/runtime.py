@@ -82,7 +82,33 @@ class TableStore:
         return asyncio.gather(*(self.table.send_changelog(partition, k, v) for k, v in entries.items()))
 
 
-class Runtime:
+class OneWriteInFlight:
+    """One durable write (a checkpoint or a claim) in the background at a time; its failure stops the worker."""
+
+    inflight: asyncio.Future[None] | None = None  # the write being made durable
+    _dying: asyncio.Future[None] | None = None
+
+    async def die(self, error: BaseException) -> None:
+        raise NotImplementedError
+
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        self.inflight = asyncio.ensure_future(work)
+        self.inflight.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        self.inflight = None
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            assert error is not None
+            self._dying = asyncio.ensure_future(self.die(error))
+
+    async def settle(self) -> None:
+        """Wait until no write is in flight (its failure is handled by :meth:`die`)."""
+        while self.inflight is not None:
+            await asyncio.wait([self.inflight])
+
+
+class Runtime(OneWriteInFlight):
     """State shared by the agent, the timers, the rebalance hooks and the web views of one worker."""
 
     def __init__(self, app: Any, config: WorkerConfig, keeper: Keeper, store: cp.CheckpointStore, sink: OutputSink,
@@ -95,8 +121,6 @@ class Runtime:
         self.metrics = metrics
         self.pending: dict[int, deque[EventT]] = {}  # handled, not yet acked, per partition
         self.last_checkpoint: dict[int, float] = {}
-        self.inflight: asyncio.Future[None] | None = None  # the checkpoint (or claim) being made durable
-        self._dying: asyncio.Future[None] | None = None
         self.ready = False
         self.rebalances = 0  # revocations and assignments seen: a restore spanning one is void
         self.fatal: BaseException | None = None
@@ -177,22 +201,6 @@ class Runtime:
             self._ack_covered(partition)
         else:
             self._run(self._complete(plan))
-
-    def _run(self, work: Coroutine[Any, Any, None]) -> None:
-        self.inflight = asyncio.ensure_future(work)
-        self.inflight.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Future[None]) -> None:
-        self.inflight = None
-        if not task.cancelled() and task.exception() is not None:
-            error = task.exception()
-            assert error is not None
-            self._dying = asyncio.ensure_future(self.die(error))
-
-    async def settle(self) -> None:
-        """Wait until no checkpoint is in flight (its failure is handled by :meth:`die`)."""
-        while self.inflight is not None:
-            await asyncio.wait([self.inflight])
 
     async def _complete(self, plan: CheckpointPlan) -> None:
         started = time.perf_counter()
