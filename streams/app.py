@@ -18,6 +18,7 @@ from streams.config import WorkerConfig
 from streams.keeper import Keeper, KeeperConfig
 from streams.metrics import Metrics
 from streams.output import ConfluentSink, FaustSink, OutputSink
+from streams.recovery_watch import RecoveryWatchdog
 from streams.runtime import Runtime, TableStore
 from streams.sse import Hub, LiveConfig, TeeSink, register_metrics
 from streams.transport import BookApp
@@ -89,6 +90,7 @@ def create_app(config: WorkerConfig, live: LiveConfig | None = None) -> tuple[fa
     hub = Hub(config.topics, stream_web.book_snapshot(keeper), live)  # the live view gets every output too
     runtime = Runtime(app, config, keeper, TableStore(table), TeeSink(sink, hub), Metrics())
     register_metrics(hub, runtime.metrics.registry)
+    app.recovery_watchdog = RecoveryWatchdog(app, runtime.metrics.registry, "orderflow_book", config.recovery_stall_s)
 
     @app.agent(frames, concurrency=1, name="books")
     async def books(stream: Any) -> None:

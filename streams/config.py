@@ -27,6 +27,7 @@ class WorkerConfig:
     crossed_policy: str = "keep"
     loop: str = "uvloop"
     fetch_wait_ms: int = 10
+    recovery_stall_s: float = 20.0  # see streams.recovery_watch
     topics: OutputTopics = field(default_factory=OutputTopics)
 
     @property
@@ -53,6 +54,6 @@ class WorkerConfig:
             publisher=settings.streams_publisher, session_timeout_s=settings.streams_session_timeout_ms / 1000,
             standby_replicas=settings.streams_standby_replicas, gap_threshold=settings.streams_gap_threshold,
             crossed_policy=settings.crossed_policy, loop=settings.streams_loop,
-            fetch_wait_ms=settings.streams_fetch_wait_ms,
+            fetch_wait_ms=settings.streams_fetch_wait_ms, recovery_stall_s=settings.streams_recovery_stall_ms / 1000,
             topics=OutputTopics.with_prefix(topic_prefix),
         )

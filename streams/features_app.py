@@ -24,6 +24,7 @@ from streams.features_runtime import FeaturesRuntime, TableGroupStore
 from streams.features_stream import BarSignal
 from streams.features_web import FeatureMetrics, register
 from streams.output import ConfluentSink, FaustSink, OutputSink
+from streams.recovery_watch import RecoveryWatchdog
 from streams.transport import BookApp
 from topics import catalog
 from topics.settings import Settings
@@ -48,6 +49,7 @@ class FeaturesConfig:
     session_timeout_s: float = 10.0
     loop: str = "uvloop"
     fetch_wait_ms: int = 10
+    recovery_stall_s: float = 20.0  # see streams.recovery_watch
     topics: FeatureTopics = field(default_factory=FeatureTopics)
     heartbeat_s: float = 15.0  # SSE comment line to an idle /stream/features client
 
@@ -70,7 +72,8 @@ class FeaturesConfig:
             commit_interval_s=settings.features_commit_interval_ms / 1000, idle_s=settings.features_idle_ms / 1000,
             regime_fit_bars=settings.features_regime_fit_bars, publisher=settings.streams_publisher,
             session_timeout_s=settings.streams_session_timeout_ms / 1000, loop=settings.streams_loop,
-            fetch_wait_ms=settings.streams_fetch_wait_ms, topics=FeatureTopics.with_prefix(topic_prefix),
+            fetch_wait_ms=settings.streams_fetch_wait_ms, recovery_stall_s=settings.streams_recovery_stall_ms / 1000,
+            topics=FeatureTopics.with_prefix(topic_prefix),
             heartbeat_s=settings.streams_sse_heartbeat_ms / 1000,
         )
 
@@ -103,6 +106,8 @@ def create_app(config: FeaturesConfig) -> tuple[faust.App, FeaturesRuntime]:
                         if config.publisher == "confluent" else FaustSink(app))
     runtime = FeaturesRuntime(app, keeper, TableGroupStore(table), sink, FeatureMetrics(),
                               config.commit_interval_s, config.idle_s, config.worker_name)
+    app.recovery_watchdog = RecoveryWatchdog(app, runtime.metrics.registry, "orderflow_features",
+                                             config.recovery_stall_s)
 
     @app.agent(inputs, concurrency=1, name="features")
     async def features(stream: Any) -> None:

@@ -11,11 +11,13 @@ worker asks the broker for data ``1000 / fetch_wait_ms`` times a second.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TransportT
+
+from streams.recovery_watch import RecoveryWatchdog
 
 DEFAULT_FETCH_WAIT_MS = 10
 
@@ -33,6 +35,13 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", DEFAULT_FETCH_WAIT_MS)
         return consumer
 
+    async def request_rejoin(self) -> None:
+        """Ask the group coordinator for a rebalance (in the consumer's own thread, where aiokafka runs)."""
+        await self.call_thread(self._request_rejoin)
+
+    async def _request_rejoin(self) -> None:
+        self._ensure_consumer()._coordinator.request_rejoin()
+
 
 class Consumer(driver.Consumer):
     logger = _FAUST_LOG
@@ -40,16 +49,28 @@ class Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def request_rejoin(self) -> None:
+        """Make the group rebalance: a new round of table recovery seeks and resumes every partition."""
+        await cast(ConsumerThread, self._thread).request_rejoin()
+
 
 class Transport(driver.Transport):
     Consumer = Consumer
 
 
 class BookApp(faust.App):
-    """A Faust app whose consumer waits at most ``fetch_wait_ms`` for a fetch (see the module docstring)."""
+    """A Faust app whose consumer waits at most ``fetch_wait_ms`` for a fetch (see the module docstring), and
+    whose table recovery is watched from the start (:mod:`streams.recovery_watch`; Faust starts timers and tasks
+    only after the first round)."""
 
     logger = _FAUST_LOG
     fetch_wait_ms = DEFAULT_FETCH_WAIT_MS
+    recovery_watchdog: RecoveryWatchdog | None = None
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        if self.recovery_watchdog is not None:
+            self.add_future(self.recovery_watchdog.run())
 
     def _new_transport(self) -> TransportT:
         return Transport(self.conf.broker_consumer, self)

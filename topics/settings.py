@@ -70,6 +70,7 @@ class Settings:
     streams_gap_threshold: int = 0  # report a sequence jump larger than this as a gap anomaly (0: off)
     streams_loop: str = "uvloop"  # event loop of `orderflow worker`: uvloop or asyncio
     streams_fetch_wait_ms: int = 10  # longest a worker's fetch waits at the broker (Faust's own: 1500)
+    streams_recovery_stall_ms: float = 20000.0  # table recovery reading nothing this long: seek again, rebalance
     features_app_id: str = "orderflow-features"  # Faust app id of `orderflow features`: group, table names
     features_web_port: int = 6080  # web views of `orderflow features`
     features_workdir: str = ""  # RocksDB folder of the features worker; empty: <home>/streams/<app id>-<port>
@@ -140,6 +141,7 @@ class Settings:
             ("streams_commit_interval_ms", self.streams_commit_interval_ms),
             ("streams_mbp10_interval_ms", self.streams_mbp10_interval_ms),
             ("streams_session_timeout_ms", self.streams_session_timeout_ms),
+            ("streams_recovery_stall_ms", self.streams_recovery_stall_ms),
             ("features_commit_interval_ms", self.features_commit_interval_ms),
             ("features_idle_ms", self.features_idle_ms),
             ("streams_sse_heartbeat_ms", self.streams_sse_heartbeat_ms),
