@@ -149,9 +149,11 @@ def pct(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def start_worker(settings: Settings, prefix: str, workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, prefix: str, workdir: Path, port: int,
+                 profile: str = "") -> subprocess.Popen[bytes]:
     env = {**os.environ, "ORDERFLOW_FEATURES_REGIME_FIT_BARS": "10"}
-    cmd = [sys.executable, "-m", "streams.cli", "--log-format", "text", "--log-level", "WARNING", "features",
+    python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
+    cmd = [*python, "-m", "streams.cli", "--log-format", "text", "--log-level", "WARNING", "features",
            "--web-port", str(port), "--workdir", str(workdir / "w"), "--app-id", f"{prefix}features",
            "--topic-prefix", prefix]
     log = (workdir / "features.log").open("ab")
@@ -196,15 +198,18 @@ def metric_total(port: int, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
-def backlog(ticks: Ticks, port: int, count: int) -> None:
-    """Publish ``count`` ticks as fast as the producer goes (10 s of event time), then time how long the worker
-    takes to read them: from its first record to the last."""
-    sent = ticks.run(count / 10.0, 10.0)
+def backlog(port: int, sent: int) -> None:
+    """Time how long the worker, started after ``sent`` ticks were published, takes to read them: from its first
+    record to the last."""
     first = last = None
     stop = time.monotonic() + 600
+    shown = time.monotonic()
     while time.monotonic() < stop:
         done = metric_total(port, "orderflow_features_records_total")
         now = time.monotonic()
+        if now - shown >= 5:
+            shown = now
+            print(f"  read {done:,.0f} of {sent:,}", flush=True)
         if done and first is None:
             first = (now, done)
         if done >= sent:
@@ -225,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=25.0, help="signals of bars ending before this are left out")
     p.add_argument("--instruments", type=int, default=40, help="synthetic instruments (default 40)")
     p.add_argument("--backlog", type=int, default=0, help="instead: publish this many ticks, time their reading")
+    p.add_argument("--profile", default="", help="run the worker under cProfile, its stats written to this file")
     args = p.parse_args(argv)
     settings = load()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -242,10 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, spec in specs.items():
         create_topic(settings, name, spec.partitions, spec.config())
     port = free_ports(1)[0]
-    proc = start_worker(settings, prefix, workdir, port)
+    sent = 0
+    if args.backlog:  # published before the worker starts, so that it reads a backlog from the first record
+        sent = Ticks(settings.bootstrap_servers, topics, args.instruments).run(args.backlog / 10.0, 10.0)
+    proc = start_worker(settings, prefix, workdir, port, str(Path(args.profile).resolve()) if args.profile else "")
     try:
         if args.backlog:
-            backlog(Ticks(settings.bootstrap_servers, topics, args.instruments), port, args.backlog)
+            backlog(port, sent)
             return 0
         ready, (recv, send) = mp.Event(), mp.Pipe(duplex=False)
         reader = mp.Process(target=read_signals, args=(settings.bootstrap_servers, topics.signals,

@@ -78,6 +78,7 @@ def create_app(config: WorkerConfig, live: LiveConfig | None = None) -> tuple[fa
     app.fetch_wait_ms = config.fetch_wait_ms
     raw: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     frames = app.topic(config.topics.frames, schema=raw, partitions=config.partitions)
+    app.batch_topics, app.batch_max = frozenset({config.topics.frames}), config.batch_max
     # not schema=: the table would set its (JSON) serializers on the shared schema; bytes types give raw ones
     table = app.Table(TABLE, partitions=config.partitions, key_type=bytes, value_type=bytes,
                       extra_topic_configs=CHANGELOG_CONFIG)

@@ -28,6 +28,7 @@ class WorkerConfig:
     loop: str = "uvloop"
     fetch_wait_ms: int = 10
     recovery_stall_s: float = 20.0  # see streams.recovery_watch
+    batch_max: int = 500  # see streams.batching
     topics: OutputTopics = field(default_factory=OutputTopics)
 
     @property
@@ -55,5 +56,6 @@ class WorkerConfig:
             standby_replicas=settings.streams_standby_replicas, gap_threshold=settings.streams_gap_threshold,
             crossed_policy=settings.crossed_policy, loop=settings.streams_loop,
             fetch_wait_ms=settings.streams_fetch_wait_ms, recovery_stall_s=settings.streams_recovery_stall_ms / 1000,
+            batch_max=settings.streams_batch_max,
             topics=OutputTopics.with_prefix(topic_prefix),
         )

@@ -50,6 +50,7 @@ class FeaturesConfig:
     loop: str = "uvloop"
     fetch_wait_ms: int = 10
     recovery_stall_s: float = 20.0  # see streams.recovery_watch
+    batch_max: int = 500  # see streams.batching
     topics: FeatureTopics = field(default_factory=FeatureTopics)
     heartbeat_s: float = 15.0  # SSE comment line to an idle /stream/features client
 
@@ -73,6 +74,7 @@ class FeaturesConfig:
             regime_fit_bars=settings.features_regime_fit_bars, publisher=settings.streams_publisher,
             session_timeout_s=settings.streams_session_timeout_ms / 1000, loop=settings.streams_loop,
             fetch_wait_ms=settings.streams_fetch_wait_ms, recovery_stall_s=settings.streams_recovery_stall_ms / 1000,
+            batch_max=settings.streams_batch_max,
             topics=FeatureTopics.with_prefix(topic_prefix),
             heartbeat_s=settings.streams_sse_heartbeat_ms / 1000,
         )
@@ -100,6 +102,7 @@ def create_app(config: FeaturesConfig) -> tuple[faust.App, FeaturesRuntime]:
     raw: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     keeper = keeper_for(config)
     inputs = app.topic(*keeper.types, schema=raw, partitions=config.partitions)
+    app.batch_topics, app.batch_max = frozenset(keeper.types), config.batch_max
     table = app.Table(TABLE, partitions=config.partitions, key_type=bytes, value_type=bytes,
                       extra_topic_configs=CHANGELOG_CONFIG)
     sink: OutputSink = (ConfluentSink(config.bootstrap, f"{config.app_id}-{config.web_port}")

@@ -26,6 +26,7 @@ from faust.streams import _current_event  # the context the RocksDB store reads 
 from faust.types import TP, EventT
 
 from streams import checkpoint as cp
+from streams.batching import records_of
 from streams.config import WorkerConfig
 from streams.errors import StreamsError
 from streams.keeper import CheckpointPlan, Keeper
@@ -153,12 +154,13 @@ class Runtime(OneWriteInFlight):
             await self.claim(partition)
             if partition not in self.keeper.partitions:  # revoked meanwhile: the new owner gets this frame
                 return
-        started = time.perf_counter()
-        outputs = self.keeper.handle(partition, offset, message.key, message.value, time.time_ns(),
-                                     time.monotonic())
-        if outputs:
-            self.sink.send(outputs)
-        self._observe(started, outputs)
+        handle, send = self.keeper.handle, self.sink.send
+        for record in records_of(message):  # one frame, or a batch of frames (streams.batching)
+            started = time.perf_counter()
+            outputs = handle(partition, record.offset, record.key, record.value, time.time_ns(), time.monotonic())
+            if outputs:
+                send(outputs)
+            self._observe(started, outputs)
         self.pending.setdefault(partition, deque()).append(event)
         if time.monotonic() - self.last_checkpoint.get(partition, 0.0) >= self.config.commit_interval_s:
             self.start_checkpoint(partition)

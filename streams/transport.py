@@ -17,6 +17,7 @@ import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TransportT
 
+from streams.batching import DEFAULT_BATCH_MAX, BatchingConsumer
 from streams.recovery_watch import RecoveryWatchdog
 
 DEFAULT_FETCH_WAIT_MS = 10
@@ -43,7 +44,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         self._ensure_consumer()._coordinator.request_rejoin()
 
 
-class Consumer(driver.Consumer):
+class Consumer(BatchingConsumer, driver.Consumer):
     logger = _FAUST_LOG
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
@@ -65,6 +66,8 @@ class BookApp(faust.App):
 
     logger = _FAUST_LOG
     fetch_wait_ms = DEFAULT_FETCH_WAIT_MS
+    batch_topics: frozenset[str] = frozenset()  # records of these reach the agent in batches (streams.batching)
+    batch_max = DEFAULT_BATCH_MAX  # records per batch at most; 1: one event per record, as Faust does
     recovery_watchdog: RecoveryWatchdog | None = None
 
     async def on_start(self) -> None:

@@ -70,6 +70,7 @@ class Settings:
     streams_gap_threshold: int = 0  # report a sequence jump larger than this as a gap anomaly (0: off)
     streams_loop: str = "uvloop"  # event loop of `orderflow worker`: uvloop or asyncio
     streams_fetch_wait_ms: int = 10  # longest a worker's fetch waits at the broker (Faust's own: 1500)
+    streams_batch_max: int = 500  # records of a hot topic per agent event at most (1: one event per record)
     streams_recovery_stall_ms: float = 20000.0  # table recovery reading nothing this long: seek again, rebalance
     features_app_id: str = "orderflow-features"  # Faust app id of `orderflow features`: group, table names
     features_web_port: int = 6080  # web views of `orderflow features`
@@ -130,6 +131,7 @@ class Settings:
             ("exchange_metrics_port", self.exchange_metrics_port, 0, 65535),
             ("live_metrics_port", self.live_metrics_port, 0, 65535),
             ("live_gateway_port", self.live_gateway_port, 1, 65535),
+            ("streams_batch_max", self.streams_batch_max, 1, 100_000),
         ):
             if not low <= value <= high:
                 raise SettingsError(f"{PREFIX}{name.upper()}={value}: expected an integer in [{low}, {high}]")

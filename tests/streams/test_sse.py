@@ -144,7 +144,10 @@ def test_trades_resume_with_last_event_id_without_a_gap(live_worker: tuple[Pipel
 def test_a_client_that_stops_reading_holds_bounded_state(pipeline_factory: Any) -> None:
     # Arrange: one client that never reads (a small receive buffer), one that reads everything; no write timeout
     # within the test (its own unit test covers it)
-    pipeline, worker = start_live(pipeline_factory, ORDERFLOW_STREAMS_SSE_WRITE_TIMEOUT_MS="600000")
+    # one frame per agent event: a batch of frames (streams.batching) changes the book many times between two
+    # turns of the loop, and the hub would hold only the last version of each batch for the clients
+    pipeline, worker = start_live(pipeline_factory, ORDERFLOW_STREAMS_SSE_WRITE_TIMEOUT_MS="600000",
+                                  ORDERFLOW_STREAMS_BATCH_MAX="1")
     stuck = SseConnection(worker.port, f"/stream/books/{INSTRUMENT}?depth=200", rcvbuf=4096)
     reader = SseConnection(worker.port, f"/stream/books/{INSTRUMENT}?depth=200")
     read: list[dict[str, str]] = []
