@@ -93,7 +93,7 @@ def make_sink(args: argparse.Namespace, source: str) -> tuple[KafkaFrameSink, Pr
     bootstrap = args.bootstrap or settings.load().bootstrap_servers
     metrics = ProducerMetrics(source, args.topic)
     if args.metrics_port is not None:
-        metrics.serve(args.metrics_port)
+        metrics.serve(args.metrics_port, settings.load().bind_host)
     sink = KafkaFrameSink(bootstrap, args.topic, args.compression, metrics=metrics)
     sink.require_topic()
     return sink, metrics
@@ -115,7 +115,7 @@ def run_replay(args: argparse.Namespace) -> int:
     replay = Replay(options, sink, control, metrics)
     server = None
     if not args.no_control:
-        server = ControlServer(control, replay.status, args.control_port).start()
+        server = ControlServer(control, replay.status, args.control_port, settings.load().bind_host).start()
         print(f"playback control: {server.url}/status", file=sys.stderr, flush=True)
     started = time.monotonic()
     error: ProducerError | None = None

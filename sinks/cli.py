@@ -182,7 +182,7 @@ def build_sink(args: argparse.Namespace) -> Sink:
         batch_rows=args.batch_rows or conf.sink_batch_rows, batch_ms=args.batch_ms or conf.sink_batch_ms,
         max_pending_rows=args.max_pending_rows or conf.sink_max_pending_rows,
         dead_letter_topic=args.dead_letter_topic, metrics_port=None if port < 0 else port,
-        idle_exit_s=args.idle_exit, consumer_config=_kafka_overrides(args.kafka),
+        idle_exit_s=args.idle_exit, consumer_config=_kafka_overrides(args.kafka), bind_host=conf.bind_host,
     )
     if config.max_pending_rows < 2 * config.batch_rows:
         raise SinkError(f"--max-pending-rows ({config.max_pending_rows}) must be at least twice --batch-rows "

@@ -60,12 +60,13 @@ class HealthServer:
         handler = _handler(metrics, health)
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
+        self.host = host
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever, name="sink-http", daemon=True)
 
     def start(self) -> HealthServer:
         self._thread.start()
-        logger.info("serving /metrics and /health on http://127.0.0.1:%d", self.port)
+        logger.info("serving /metrics and /health on http://%s:%d", self.host, self.port)
         return self
 
     def stop(self) -> None:

@@ -50,6 +50,7 @@ class SinkConfig:
     max_pending_rows: int = 200_000
     dead_letter_topic: str = "orderflow.deadletter"
     metrics_port: int | None = None  # None: no HTTP server; 0: any free port
+    bind_host: str = "127.0.0.1"  # the HTTP server listens here
     idle_exit_s: float | None = None  # stop once nothing arrived for this long and everything is stored
     drain_timeout_s: float = 30.0
     consume_batch: int = CONSUME_BATCH  # messages per poll: the most the pending bound can be overshot by
@@ -131,7 +132,8 @@ class Sink:
         self._check_topics()
         self.writer.start()
         if self.config.metrics_port is not None:
-            self._http = HealthServer(self.metrics, self.health, port=self.config.metrics_port).start()
+            self._http = HealthServer(self.metrics, self.health, host=self.config.bind_host,
+                                      port=self.config.metrics_port).start()
         self._consumer.subscribe(list(self.config.topics), on_assign=self._on_assign, on_revoke=self._on_revoke,
                                  on_lost=self._on_lost)
         logger.info("sink consuming %s as group %s", ", ".join(sorted(self.config.topics)), self.config.group_id)

@@ -36,7 +36,7 @@ CHANGELOG_CONFIG = {
 
 
 def worker_settings(bootstrap: str, workdir: Path, web_port: int, partitions: int, commit_interval_s: float,
-                    session_timeout_s: float) -> dict[str, Any]:
+                    session_timeout_s: float, bind_host: str = "127.0.0.1") -> dict[str, Any]:
     """Faust settings shared by the book and features workers (docs/streams.md says why each differs from Faust's
     default); each worker adds its own buffer size and standby replicas."""
     session = session_timeout_s
@@ -46,7 +46,7 @@ def worker_settings(bootstrap: str, workdir: Path, web_port: int, partitions: in
         "store": "rocksdb://",
         "autodiscover": False,
         "web_port": web_port,
-        "web_bind": "127.0.0.1",
+        "web_bind": bind_host,
         "web_host": "127.0.0.1",
         "topic_partitions": partitions,
         "topic_replication_factor": 1,
@@ -66,7 +66,7 @@ def faust_settings(config: WorkerConfig) -> dict[str, Any]:
     """The Faust app settings of a book worker."""
     return {
         **worker_settings(config.bootstrap, config.workdir, config.web_port, config.partitions,
-                          config.commit_interval_s, config.session_timeout_s),
+                          config.commit_interval_s, config.session_timeout_s, config.bind_host),
         "stream_buffer_maxsize": 256,  # frames of up to hundreds of records each
         "table_standby_replicas": config.standby_replicas,
     }

@@ -29,6 +29,7 @@ class WorkerConfig:
     fetch_wait_ms: int = 10
     recovery_stall_s: float = 20.0  # see streams.recovery_watch
     batch_max: int = 500  # see streams.batching
+    bind_host: str = "127.0.0.1"  # the web server listens here
     topics: OutputTopics = field(default_factory=OutputTopics)
 
     @property
@@ -56,6 +57,6 @@ class WorkerConfig:
             standby_replicas=settings.streams_standby_replicas, gap_threshold=settings.streams_gap_threshold,
             crossed_policy=settings.crossed_policy, loop=settings.streams_loop,
             fetch_wait_ms=settings.streams_fetch_wait_ms, recovery_stall_s=settings.streams_recovery_stall_ms / 1000,
-            batch_max=settings.streams_batch_max,
+            batch_max=settings.streams_batch_max, bind_host=settings.bind_host,
             topics=OutputTopics.with_prefix(topic_prefix),
         )

@@ -51,6 +51,7 @@ class FeaturesConfig:
     fetch_wait_ms: int = 10
     recovery_stall_s: float = 20.0  # see streams.recovery_watch
     batch_max: int = 500  # see streams.batching
+    bind_host: str = "127.0.0.1"  # the web server listens here
     topics: FeatureTopics = field(default_factory=FeatureTopics)
     heartbeat_s: float = 15.0  # SSE comment line to an idle /stream/features client
 
@@ -74,7 +75,7 @@ class FeaturesConfig:
             regime_fit_bars=settings.features_regime_fit_bars, publisher=settings.streams_publisher,
             session_timeout_s=settings.streams_session_timeout_ms / 1000, loop=settings.streams_loop,
             fetch_wait_ms=settings.streams_fetch_wait_ms, recovery_stall_s=settings.streams_recovery_stall_ms / 1000,
-            batch_max=settings.streams_batch_max,
+            batch_max=settings.streams_batch_max, bind_host=settings.bind_host,
             topics=FeatureTopics.with_prefix(topic_prefix),
             heartbeat_s=settings.streams_sse_heartbeat_ms / 1000,
         )
@@ -83,7 +84,7 @@ class FeaturesConfig:
 def faust_settings(config: FeaturesConfig) -> dict[str, Any]:
     return {
         **worker_settings(config.bootstrap, config.workdir, config.web_port, config.partitions,
-                          config.commit_interval_s, config.session_timeout_s),
+                          config.commit_interval_s, config.session_timeout_s, config.bind_host),
         "stream_buffer_maxsize": 4096,
         "table_standby_replicas": 0,
     }

@@ -6,6 +6,7 @@ what was expected, never later with a confusing error deep inside Kafka or Postg
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -22,6 +23,7 @@ class Settings:
     """The environment's settings. Field ``x_y`` is read from ``ORDERFLOW_X_Y``."""
 
     home: Path = PROJECT_ROOT / ".orderflow"  # data folders, logs, PID files, jar cache of the local stack
+    bind_host: str = "127.0.0.1"  # address the services' HTTP servers (views, /metrics, /health, control) listen on
     kafka_host: str = "127.0.0.1"
     kafka_port: int = 9092  # the broker's client listener
     kafka_controller_port: int = 9093  # KRaft controller listener
@@ -162,6 +164,11 @@ class Settings:
         _one_of("log_format", self.log_format, ("json", "text"))
         _one_of("pg_timescaledb", self.pg_timescaledb, ("auto", "off"))
         _one_of("log_level", self.log_level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+        try:
+            ipaddress.ip_address(self.bind_host)
+        except ValueError as e:
+            raise SettingsError(f"{PREFIX}BIND_HOST={self.bind_host!r}: expected an IP address such as 127.0.0.1 "
+                                "or 0.0.0.0") from e
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -39,6 +39,7 @@ class IngestConfig:
     queue_policy: Policy = "drop-oldest"
     watchdog_s: float = 30.0
     metrics_port: int = 0  # 0: no metrics server
+    bind_host: str = "127.0.0.1"  # the metrics server listens here
     duration_s: float = 0.0  # 0: until stopped
     backoff: Backoff = field(default_factory=Backoff)
     kafka: Mapping[str, Any] = field(default_factory=dict)  # extra librdkafka settings
@@ -120,8 +121,9 @@ class Ingest:
         app = make_app(self.connectors, self.queue, self.latency, self.config.watchdog_s)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.config.metrics_port).start()
-        logger.info("metrics on http://127.0.0.1:%d/metrics, health on /health", self.config.metrics_port)
+        await web.TCPSite(runner, self.config.bind_host, self.config.metrics_port).start()
+        logger.info("metrics on http://%s:%d/metrics, health on /health", self.config.bind_host,
+                    self.config.metrics_port)
         return runner
 
     def stop(self) -> None:

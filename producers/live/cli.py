@@ -94,7 +94,8 @@ def run_live(args: argparse.Namespace) -> int:
     sink.require_topic()
     dead = KafkaFrameSink(bootstrap, args.dead_letter_topic, args.compression)
     source = LiveSource(options, sink, metrics, dead_letter=_dead_letter_fn(dead, args.dataset))
-    server = HealthServer(metrics, source.health, args.metrics_port).start() if args.metrics_port else None
+    server = (HealthServer(metrics, source.health, args.metrics_port, settings.load().bind_host).start()
+              if args.metrics_port else None)
     return _run(source, sink, dead, server, args.flush_timeout)
 
 

@@ -35,6 +35,8 @@ def test_settings_read_the_environment() -> None:
     assert s.bootstrap_servers == "127.0.0.1:19092"
     assert s.home == Path("/tmp/of")
     assert s.frame_linger_ms == 2.5
+    assert load({}).bind_host == "127.0.0.1"
+    assert load({"ORDERFLOW_BIND_HOST": "0.0.0.0"}).bind_host == "0.0.0.0"
 
 
 @pytest.mark.parametrize(
@@ -45,6 +47,9 @@ def test_settings_read_the_environment() -> None:
         ({"ORDERFLOW_CROSSED_POLICY": "ignore"}, "expected one of keep, match, drop-stale"),
         ({"ORDERFLOW_LOG_FORMAT": "xml"}, "ORDERFLOW_LOG_FORMAT='xml'"),
         ({"ORDERFLOW_PG_TIMESCALEDB": "on"}, "ORDERFLOW_PG_TIMESCALEDB='on': expected one of auto, off"),
+        ({"ORDERFLOW_BIND_HOST": "everywhere"}, "ORDERFLOW_BIND_HOST='everywhere': expected an IP address"),
+        ({"ORDERFLOW_STREAMS_BATCH_MAX": "0"}, "ORDERFLOW_STREAMS_BATCH_MAX=0: expected an integer in [1, 100000]"),
+        ({"ORDERFLOW_STREAMS_RECOVERY_STALL_MS": "0"}, "ORDERFLOW_STREAMS_RECOVERY_STALL_MS=0.0: must be positive"),
     ],
 )
 def test_bad_settings_fail_loudly_naming_the_variable(env: dict[str, str], message: str) -> None:
