@@ -200,6 +200,8 @@ class GroupKeeper:
             self._feed(group, item, out, now_ns)
             if not caught_up(topic):  # the clock is at most ts: no bar can close (the common case, cheap)
                 return self.count(out)
+            if max(group.clocks.values()) < group.open_end:  # the group clock is at most that: nothing closes
+                return self.count(out)
         else:
             group.pending.append(item)
         return self.count(out + self.pump(group, caught_up, now_ns))

@@ -47,6 +47,7 @@ class Settings:
     exchange_queue_max: int = 100_000  # records between the exchange sockets and Kafka
     exchange_queue_policy: str = "drop-oldest"  # drop-oldest | drop-newest, when that queue is full
     exchange_watchdog_s: float = 30.0  # reconnect a venue silent for this long
+    exchange_linger_ms: float = 5.0  # how long `orderflow ingest` lets librdkafka gather a batch (latency vs requests)
     exchange_metrics_port: int = 9109  # Prometheus /metrics and /health of `orderflow ingest` (0: off)
     producer_compression: str = "lz4"  # lz4 | zstd | snappy | gzip | none: Kafka compression of the producers
     replay_control_port: int = 8790  # HTTP playback control of `orderflow replay` on loopback (0: any free port)
@@ -156,6 +157,8 @@ class Settings:
         self.feature_intervals_ns()  # validates ORDERFLOW_FEATURES_INTERVALS_MS
         _one_of("streams_publisher", self.streams_publisher, ("confluent", "faust"))
         _one_of("streams_loop", self.streams_loop, ("uvloop", "asyncio"))
+        if not 0 <= self.exchange_linger_ms <= 1000:
+            raise SettingsError(f"{PREFIX}EXCHANGE_LINGER_MS={self.exchange_linger_ms}: expected 0 to 1000")
         if self.exchange_watchdog_s <= 0:
             raise SettingsError(f"{PREFIX}EXCHANGE_WATCHDOG_S={self.exchange_watchdog_s}: must be positive")
         _one_of("exchange_queue_policy", self.exchange_queue_policy, ("drop-oldest", "drop-newest"))

@@ -97,6 +97,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         endpoints=_pairs(args.endpoint_override, "--endpoint-override"), live=args.live,
         queue_max=args.queue_size, queue_policy=args.queue_policy, watchdog_s=args.watchdog,
         metrics_port=args.metrics_port, duration_s=args.duration, bind_host=settings.load().bind_host,
+        kafka={"linger.ms": settings.load().exchange_linger_ms},
     )
     ingest = run_ingest(config)
     summary = {name: {k: v for k, v in vars(st).items() if v} for name, st in ingest.stats.items()}

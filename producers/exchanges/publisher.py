@@ -67,7 +67,7 @@ def producer_config(bootstrap: str, extra: Mapping[str, Any] | None = None) -> d
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "lz4",
-        "linger.ms": 20,
+        "linger.ms": 5,  # ORDERFLOW_EXCHANGE_LINGER_MS (orderflow ingest passes it); docs/benchmarks.md
         "batch.size": 1_000_000,
         "batch.num.messages": 10_000,
         "queue.buffering.max.messages": 500_000,
