@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -35,6 +35,7 @@ SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "databento" / "nautilus" / "e
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
 PROGRESS_EVERY_S = 5.0
+MAX_RESTARTS = 3  # a worker or service that fails is started again this many times before the run gives up
 OUTPUT_TOPICS = (catalog.BOOK_BBO, catalog.BOOK_MBP10, catalog.BOOK_TRADES, catalog.BOOK_ANOMALIES,
                  catalog.DEAD_LETTER)
 # what the demo's sink stores: not features.bars, whose 1,483 rows per instrument and bar, for every second of a
@@ -50,6 +51,8 @@ class Child:
     log: Path
     port: int | None = None
     health: str | None = "/health"  # the path answering 200 once the service is ready (None: none)
+    cmd: list[str] = field(default_factory=list)  # how it was started (a failed child is started again)
+    restarts: int = 0
 
     @property
     def url(self) -> str:
@@ -113,11 +116,31 @@ def _spawn(name: str, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
         out.close()
 
 
+def _start(name: str, cmd: list[str], log: Path, port: int | None = None, health: str | None = "/health") -> Child:
+    return Child(name, _spawn(name, cmd, log), log, port, health, cmd)
+
+
+def restart_failed(children: list[Child], most: int = MAX_RESTARTS) -> None:
+    """Start again every child that exited with an error (a worker stops itself on faults it cannot mend, for its
+    supervisor to restart it); raise :class:`RunError` for one that already failed ``most`` times."""
+    for child in children:
+        if child.alive() or child.proc.returncode == 0:
+            continue
+        code = child.proc.returncode
+        if child.restarts >= most or not child.cmd:
+            raise RunError(f"{child.name} exited with {code} (restarted {child.restarts} times); see {child.log}:\n"
+                           f"{tail(child.log)}")
+        child.restarts += 1
+        print(f"{time.strftime('%H:%M:%S')} {child.name} exited with {code}; starting it again "
+              f"({child.restarts} of {most}); see {child.log}", flush=True)
+        child.proc = _spawn(child.name, child.cmd, child.log)
+
+
 def start_worker(settings: Settings, index: int) -> Child:
     port = settings.streams_web_port + index
     log = Path(settings.home) / "logs" / f"worker-{index + 1}.log"
     cmd = [sys.executable, "-m", "streams.cli", "--log-format", "text", "worker", "--web-port", str(port)]
-    return Child(f"worker {index + 1}", _spawn(f"worker {index + 1}", cmd, log), log, port)
+    return _start(f"worker {index + 1}", cmd, log, port)
 
 
 def _orderflow(*args: str) -> list[str]:
@@ -132,22 +155,20 @@ def start_services(settings: Settings, args: argparse.Namespace) -> list[Child]:
         migrate(logs / "db-migrate.log")
         port = settings.sink_metrics_port
         topics = [arg for t in SINK_TOPICS for arg in ("--topic", t.name)]
-        services.append(Child("sink", _spawn("sink", _orderflow("sink", "--metrics-port", str(port), *topics),
-                                             logs / "sink.log"), logs / "sink.log", port))
+        services.append(_start("sink", _orderflow("sink", "--metrics-port", str(port), *topics), logs / "sink.log",
+                               port))
     if not args.no_features:
         port = settings.features_web_port
-        services.append(Child("features", _spawn("features", _orderflow("features", "--web-port", str(port)),
-                                                 logs / "features.log"), logs / "features.log", port))
+        services.append(_start("features", _orderflow("features", "--web-port", str(port)), logs / "features.log",
+                               port))
     if args.exchange != "none":
         fake_port = free_port()
         fake_cmd = _orderflow("fake-exchange", "--venue", args.exchange, "--port", str(fake_port))
-        services.append(Child("fake exchange", _spawn("fake exchange", fake_cmd, logs / "fake-exchange.log"),
-                              logs / "fake-exchange.log", fake_port, health=None))
+        services.append(_start("fake exchange", fake_cmd, logs / "fake-exchange.log", fake_port, health=None))
         port = settings.exchange_metrics_port
         ingest_cmd = _orderflow("ingest", "--venues", args.exchange, "--metrics-port", str(port),
                                 "--endpoint-override", f"{args.exchange}=ws://127.0.0.1:{fake_port}")
-        services.append(Child("ingest", _spawn("ingest", ingest_cmd, logs / "ingest.log"), logs / "ingest.log",
-                              port))
+        services.append(_start("ingest", ingest_cmd, logs / "ingest.log", port))
     return services
 
 
@@ -256,10 +277,7 @@ def supervise(workers: list[Child], services: list[Child], replay: Child, no_wai
     last_applied = -1.0
     while True:
         time.sleep(0.5)
-        dead = [w for w in workers + services if not w.alive() and w.proc.returncode != 0]
-        if dead:
-            raise RunError(f"{dead[0].name} exited with {dead[0].proc.returncode}; see {dead[0].log}:\n"
-                           f"{tail(dead[0].log)}")
+        restart_failed(workers + services)
         replay_done = not replay.alive()
         if replay_done and replay.proc.returncode not in (0, None):
             raise RunError(f"the replay failed ({replay.proc.returncode}); see {replay.log}:\n{tail(replay.log)}")
