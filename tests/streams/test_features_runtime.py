@@ -15,6 +15,7 @@ from streams.features_group import FeatureTopics, GroupKeeper
 from streams.features_runtime import FeaturesRuntime, MemoryGroupStore
 from streams.features_web import FeatureMetrics
 from streams.output import MemorySink
+from tests.streams.twin import PartlyRecovered
 
 pytestmark = pytest.mark.unit
 
@@ -22,15 +23,8 @@ TOPICS = FeatureTopics()
 GROUPS = (0, 1, 2)
 
 
-class PartlyRecoveredStore(MemoryGroupStore):
+class PartlyRecoveredStore(PartlyRecovered, MemoryGroupStore):
     """A changelog-backed store in the middle of a recovery round: ``pending`` groups are not read yet."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending: set[int] = set()
-
-    def recovered(self, numbers: set[int]) -> set[int]:
-        return set(numbers) - self.pending
 
 
 @dataclass

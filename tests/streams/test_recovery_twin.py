@@ -165,15 +165,8 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_worker_without_acking() -
     asyncio.run(scenario())
 
 
-class PartlyRecoveredStore(MemoryCheckpointStore):
+class PartlyRecoveredStore(twin.PartlyRecovered, MemoryCheckpointStore):
     """A changelog-backed store in the middle of a recovery round: ``pending`` partitions are not read yet."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending: set[int] = set()
-
-    def recovered(self, partitions: set[int]) -> set[int]:
-        return set(partitions) - self.pending
 
 
 def test_partitions_not_recovered_are_restored_by_a_later_round_and_their_frames_come_again() -> None:

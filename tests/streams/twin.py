@@ -204,3 +204,15 @@ async def _finish(runtime: Runtime, broker: Broker) -> None:
 
 def runtime_books(runtime: Runtime) -> dict[int, Any]:
     return {t.book.instrument_id: t for t in runtime.keeper.books()}
+
+
+class PartlyRecovered:
+    """Mixin for an in-memory checkpoint store in the middle of a table recovery round: the ``pending``
+    partitions (or partition groups) are not read yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: set[int] = set()
+
+    def recovered(self, numbers: set[int]) -> set[int]:
+        return set(numbers) - self.pending
