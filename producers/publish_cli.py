@@ -90,10 +90,11 @@ def frame_options(args: argparse.Namespace) -> tuple[int, float]:
 
 def make_sink(args: argparse.Namespace, source: str) -> tuple[KafkaFrameSink, ProducerMetrics]:
     """The Kafka sink (topic checked to exist) and the metrics, served when --metrics-port is given."""
-    bootstrap = args.bootstrap or settings.load().bootstrap_servers
+    conf = settings.load()
+    bootstrap = args.bootstrap or conf.bootstrap_servers
     metrics = ProducerMetrics(source, args.topic)
     if args.metrics_port is not None:
-        metrics.serve(args.metrics_port, settings.load().bind_host)
+        metrics.serve(args.metrics_port, conf.bind_host)
     sink = KafkaFrameSink(bootstrap, args.topic, args.compression, metrics=metrics)
     sink.require_topic()
     return sink, metrics

@@ -92,12 +92,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     venues = [v for v in args.venues.split(",") if v]
     for v in venues:
         venue_class(v.partition("#")[0])
+    conf = settings.load()
     config = IngestConfig(
         venues=venues, bootstrap=args.bootstrap, symbols=_symbols(args.symbols),
         endpoints=_pairs(args.endpoint_override, "--endpoint-override"), live=args.live,
         queue_max=args.queue_size, queue_policy=args.queue_policy, watchdog_s=args.watchdog,
-        metrics_port=args.metrics_port, duration_s=args.duration, bind_host=settings.load().bind_host,
-        kafka={"linger.ms": settings.load().exchange_linger_ms},
+        metrics_port=args.metrics_port, duration_s=args.duration, bind_host=conf.bind_host,
+        kafka={"linger.ms": conf.exchange_linger_ms},
     )
     ingest = run_ingest(config)
     summary = {name: {k: v for k, v in vars(st).items() if v} for name, st in ingest.stats.items()}

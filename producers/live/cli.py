@@ -88,13 +88,14 @@ def run_live(args: argparse.Namespace) -> int:
         backoff_max_s=args.backoff_max, max_attempts=args.max_attempts, stop_after=args.stop_after,
         progress=not args.no_progress,
     )
-    bootstrap = args.bootstrap or settings.load().bootstrap_servers
+    conf = settings.load()
+    bootstrap = args.bootstrap or conf.bootstrap_servers
     metrics = LiveMetrics(args.topic, args.dataset)
     sink = KafkaFrameSink(bootstrap, args.topic, args.compression, metrics=metrics)
     sink.require_topic()
     dead = KafkaFrameSink(bootstrap, args.dead_letter_topic, args.compression)
     source = LiveSource(options, sink, metrics, dead_letter=_dead_letter_fn(dead, args.dataset))
-    server = (HealthServer(metrics, source.health, args.metrics_port, settings.load().bind_host).start()
+    server = (HealthServer(metrics, source.health, args.metrics_port, conf.bind_host).start()
               if args.metrics_port else None)
     return _run(source, sink, dead, server, args.flush_timeout)
 
