@@ -67,6 +67,13 @@ class Writer:
             self.queued_rows += batch.n_rows
             self._cond.notify_all()
 
+    def wait_for_room(self, rows: int, timeout_s: float) -> bool:
+        """Wait until at most ``rows`` rows are queued, or the writer leaves the healthy state, or ``timeout_s``
+        passed; True when there is room."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.queued_rows <= rows or self.state != HEALTHY, timeout_s)
+            return self.queued_rows <= rows
+
     def finished(self) -> list[Batch]:
         """Batches committed to the database since the last call, in order."""
         with self._cond:

@@ -37,8 +37,12 @@ Int32 = Annotated[int, msgspec.Meta(ge=-2_147_483_648, le=2_147_483_647)]
 TsNs = Annotated[int, msgspec.Meta(ge=0)]  # UNIX ns; UNDEF_TIMESTAMP is UINT64_MAX
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 
+# Every record is frozen data decoded from bytes: it can never sit in a reference cycle, so it is created untracked
+# by the cyclic garbage collector (``gc=False``). Sinks and workers hold hundreds of thousands of them in their
+# batches, and each full collection would otherwise walk them all.
 
-class MboRecord(msgspec.Struct, frozen=True, kw_only=True):
+
+class MboRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One market-by-order event, Databento's MBO schema (rtype 160)."""
 
     ts_recv: TsNs  # capture-server receive time, ns since the UNIX epoch
@@ -61,7 +65,7 @@ _FRAME_COLUMNS = (
 )
 
 
-class MboFrame(msgspec.Struct, frozen=True, kw_only=True):
+class MboFrame(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Consecutive MBO records of one (publisher_id, instrument_id), stored column by column.
 
     A frame never splits an F_LAST event: it ends with an F_LAST record unless the producer flushed it at the end
@@ -142,7 +146,7 @@ class MboFrame(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
-class TradeTick(msgspec.Struct, frozen=True, kw_only=True):
+class TradeTick(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A trade reported by a crypto exchange, normalized."""
 
     venue: str  # e.g. "binance", "coinbase"
@@ -155,7 +159,7 @@ class TradeTick(msgspec.Struct, frozen=True, kw_only=True):
     trade_id: str  # venue trade id, as text
 
 
-class QuoteTick(msgspec.Struct, frozen=True, kw_only=True):
+class QuoteTick(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A venue's best bid and offer, normalized."""
 
     venue: str
@@ -168,14 +172,14 @@ class QuoteTick(msgspec.Struct, frozen=True, kw_only=True):
     ask_sz: NonNegInt
 
 
-class L2Level(msgspec.Struct, frozen=True, array_like=True):
+class L2Level(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A price level change: [price, size]; size 0 removes the level."""
 
     price: Int64  # 1e-9 fixed point
     size: NonNegInt  # 1e-9 fixed point
 
 
-class L2Update(msgspec.Struct, frozen=True, kw_only=True):
+class L2Update(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Changes to an exchange L2 book, after the venue's sequence/checksum rules accepted them."""
 
     venue: str
@@ -188,7 +192,7 @@ class L2Update(msgspec.Struct, frozen=True, kw_only=True):
     asks: list[L2Level] = []
 
 
-class Level(msgspec.Struct, frozen=True, array_like=True):
+class Level(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """An aggregated book level: [price, size, order count]."""
 
     price: Int64  # 1e-9 fixed point
@@ -196,7 +200,7 @@ class Level(msgspec.Struct, frozen=True, array_like=True):
     count: NonNegInt  # resting orders
 
 
-class BboUpdate(msgspec.Struct, frozen=True, kw_only=True):
+class BboUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Top of book after a consistency point (F_LAST) where it changed."""
 
     publisher_id: UInt16
@@ -214,7 +218,7 @@ class BboUpdate(msgspec.Struct, frozen=True, kw_only=True):
     duplicate: bool = False  # re-published after recovery; downstream may already have it
 
 
-class Mbp10Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+class Mbp10Snapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Up to ten aggregated levels per side, best first."""
 
     publisher_id: UInt16
@@ -228,7 +232,7 @@ class Mbp10Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     duplicate: bool = False
 
 
-class BookTrade(msgspec.Struct, frozen=True, kw_only=True):
+class BookTrade(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A trade from the MBO feed (action T), or a synthetic fill from the `match` crossed-book policy."""
 
     publisher_id: UInt16
@@ -249,7 +253,7 @@ AnomalyKind = Literal[
 ]
 
 
-class BookAnomaly(msgspec.Struct, frozen=True, kw_only=True):
+class BookAnomaly(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Something wrong or unusual seen while keeping a book."""
 
     publisher_id: UInt16
@@ -263,7 +267,7 @@ class BookAnomaly(msgspec.Struct, frozen=True, kw_only=True):
     duplicate: bool = False  # re-published after recovery; downstream may already have it
 
 
-class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Input that could not be processed, kept with the reason and where it came from."""
 
     topic: str  # source topic
@@ -276,7 +280,7 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     ts_recv: TsNs  # when it was rejected, ns
 
 
-class FeatureBar(msgspec.Struct, frozen=True, kw_only=True):
+class FeatureBar(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Named feature values of one instrument over one bar."""
 
     instrument: str  # instrument_id for MBO books, "venue:symbol" for exchange ticks
@@ -285,7 +289,7 @@ class FeatureBar(msgspec.Struct, frozen=True, kw_only=True):
     values: dict[str, float | None]  # feature name -> value; None while warming up
 
 
-class RegimeSignal(msgspec.Struct, frozen=True, kw_only=True):
+class RegimeSignal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A regime state of one instrument at the close of a bar."""
 
     instrument: str

@@ -114,6 +114,41 @@ def test_pending_rows_stay_bounded_while_the_database_stalls() -> None:
     assert sink.metrics.paused._value.get() == 0
 
 
+class SlowStore:
+    """A MemoryStore that takes ``delay_s`` for every batch: a healthy database, slower than Kafka."""
+
+    def __init__(self, inner: MemoryStore, delay_s: float) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+
+    def write_batch(self, rows: object) -> dict[str, int]:
+        time.sleep(self.delay_s)
+        return self.inner.write_batch(rows)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_slower_but_healthy_database_is_waited_for_without_pausing_and_pending_rows_stay_bounded() -> None:
+    slow = SlowStore(MemoryStore(), delay_s=0.02)
+    consumer = FakeConsumer(bbo_partitions(400))
+    sink = make_sink(consumer, slow, max_pending_rows=100, batch_rows=20, consume_batch=10, idle_exit_s=0.3)
+    most_pending: list[int] = []
+    step = sink._step
+
+    def step_and_watch() -> None:
+        step()
+        most_pending.append(sink.pending_rows())
+
+    sink._step = step_and_watch  # type: ignore[method-assign]
+
+    assert sink.run() == 0
+
+    assert consumer.pause_calls == 0
+    assert max(most_pending) <= 100 + 10
+    assert slow.inner.count("bbo") == 1200
+
+
 def test_idle_exit_waits_for_consumption_to_resume_after_a_pause_longer_than_the_idle_time() -> None:
     """Paused for longer than --idle-exit while the database stalls, the sink must not take the quiet that follows
     the resume (librdkafka fetches anew) for the end of the topic (found in TimescaleDB mode: bench/sink.py stored
