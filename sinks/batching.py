@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from sinks.tables import Item
+from sinks.tables import BY_NAME, Item
 
 TopicPartition = tuple[str, int]
 
@@ -20,6 +20,7 @@ class Batch:
     rows: dict[str, list[Item]] = field(default_factory=dict)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     n_rows: int = 0
+    size: int = 0  # row units (rows times their table's ``weight``): what the batch and memory bounds count
     n_messages: int = 0
     opened_at: float = 0.0  # clock value (s) when its first message arrived
 
@@ -30,10 +31,11 @@ class Batch:
         else:
             bucket.extend(rows)
         self.n_rows += len(rows)
+        self.size += len(rows) * BY_NAME[table].weight
 
 
 class Accumulator:
-    """Fills a batch until it holds ``max_rows`` rows or its first message is ``max_age_s`` old."""
+    """Fills a batch until it holds ``max_rows`` row units or its first message is ``max_age_s`` old."""
 
     def __init__(self, max_rows: int, max_age_s: float) -> None:
         self.max_rows = max_rows
@@ -42,7 +44,7 @@ class Accumulator:
 
     @property
     def pending_rows(self) -> int:
-        return self.batch.n_rows
+        return self.batch.size
 
     def extend(self, rows: dict[str, list[Item]], offsets: dict[TopicPartition, int], n_messages: int,
                now: float) -> None:
@@ -57,7 +59,7 @@ class Accumulator:
 
     def due(self, now: float) -> bool:
         batch = self.batch
-        return batch.n_messages > 0 and (batch.n_rows >= self.max_rows or now - batch.opened_at >= self.max_age_s)
+        return batch.n_messages > 0 and (batch.size >= self.max_rows or now - batch.opened_at >= self.max_age_s)
 
     def wait_s(self, now: float, cap: float) -> float:
         """How long to wait for more messages before the batch falls due (at most ``cap``)."""

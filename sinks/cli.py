@@ -18,6 +18,8 @@ from sinks.errors import SinkError, StoreUnavailable
 from sinks.pgstore import PgStore
 from sinks.runner import Sink, SinkConfig
 from sinks.tables import BY_NAME, BY_TOPIC, TABLES, TableSpec
+
+RENAMED = {"feature_bars": "feature_vectors"}  # tables stored under a new name (the old one is now a view)
 from topics import catalog, settings
 
 logger = logging.getLogger(__name__)
@@ -152,6 +154,7 @@ def parse_topics(items: list[str] | None) -> dict[str, TableSpec]:
     for item in items:
         table_name, sep, topic = item.partition("=")
         if sep:
+            table_name = RENAMED.get(table_name, table_name)
             if table_name not in BY_NAME:
                 raise SinkError(f"--topic {item}: unknown table {table_name!r}; known: {', '.join(BY_NAME)}")
             out[topic] = BY_NAME[table_name]

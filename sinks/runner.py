@@ -272,7 +272,7 @@ class Sink:
             self.writer.submit(batch)
         except SinkBackpressure as e:
             # a healthy writer gets FULL_WAIT_S to make room before the consumer pauses (see _wait_for_writer)
-            room = self.writer.max_queued_rows - batch.n_rows
+            room = self.writer.max_queued_rows - batch.size
             if self.writer.state != HEALTHY or not self.writer.wait_for_room(room, FULL_WAIT_S):
                 self._pause(str(e))
                 return

@@ -9,7 +9,7 @@ import msgspec
 from confluent_kafka import Producer
 
 from topics import codec
-from topics.records import BboUpdate, BookTrade, Level, Mbp10Snapshot, QuoteTick, TradeTick
+from topics.records import BboUpdate, BookTrade, FeatureBar, Level, Mbp10Snapshot, QuoteTick, TradeTick
 
 START_NS = 1_732_500_000_000_000_000  # 2024-11-25T02:00:00Z
 TICK = 10_000_000  # 0.01 in 1e-9 fixed point
@@ -68,9 +68,27 @@ def exchange_quotes(n: int, start_ns: int = START_NS) -> list[QuoteTick]:
                       ask_px=60_000_000_000_000 + TICK, ask_sz=2 * 10**9) for i in range(n)]
 
 
+def feature_bars(n: int, instruments: int = 16, features: int = 1_483, start_ns: int = START_NS,
+                 interval_ns: int = 1_000_000_000, seed: int = 5) -> list[FeatureBar]:
+    """``n`` feature bars: ``instruments`` per bar end, ``features`` named values each, the first tenth of the
+    names still warming up (None)."""
+    rng = random.Random(seed)
+    names = [f"f{j:04d}" for j in range(features)]
+    warm = features // 10
+    out = []
+    for i in range(n):
+        values: dict[str, float | None] = {name: None for name in names[:warm]}
+        values.update((name, rng.gauss(0.0, 1.0)) for name in names[warm:])
+        out.append(FeatureBar(instrument=f"X{i % instruments}", ts_event=start_ns + (i // instruments) * interval_ns,
+                              interval_ns=interval_ns, values=values))
+    return out
+
+
 def key_of(record: msgspec.Struct) -> bytes:
-    """The catalog key: instrument_id, or venue:symbol for exchange ticks."""
+    """The catalog key: instrument_id (``instrument`` for feature bars), or venue:symbol for exchange ticks."""
     inst = getattr(record, "instrument_id", None)
+    if inst is None:
+        inst = getattr(record, "instrument", None)
     if inst is not None:
         return str(inst).encode()
     return f"{getattr(record, 'venue', '')}:{getattr(record, 'symbol', '')}".encode()

@@ -14,7 +14,10 @@ Buckets newer than ``now - end_offset`` are left to real-time aggregation, so th
 TimescaleDB >= 2.19 splits a policy's window into batches of ``buckets_per_batch`` buckets (default 1) and lists
 them with a generate_series over the whole window: for 1 s bars over a window reaching back to 2024 one run (due
 every 5 s) took 86.7 s. Batches of one day keep that list to a few hundred rows (0.01 s a run) and still commit
-a long catch-up (a replayed month) one day at a time."""
+a long catch-up (a replayed month) one day at a time.
+
+Compression and retention policies go on the base tables of :data:`sinks.tables.TABLES`: for feature bars that is
+the hypertable ``feature_vectors``; ``feature_bars`` is a view over it since migration 0005."""
 
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ AGGREGATES = (
     Aggregate("exchange_ohlcv_1m", 60, "1 minute", "1 minute"),
 )
 AGGREGATE_NAMES = tuple(a.name for a in AGGREGATES)
+# tables no topic feeds directly, counted by `db status`; never dropped by retention (feature_vectors refers to it)
+LOOKUP_TABLES = ("feature_sets",)
 
 
 @dataclass
@@ -82,7 +87,7 @@ def status(conn: psycopg.Connection, timescaledb: bool = True) -> Status:
     pending = [m.name for m in files[len(done):]]
     result = Status(mode_text(conn, mode), done, pending, problems)
     if done:
-        for name in [t.name for t in TABLES] + list(AGGREGATE_NAMES):
+        for name in [t.name for t in TABLES] + list(LOOKUP_TABLES) + list(AGGREGATE_NAMES):
             if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() != (None,):
                 row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()
                 result.rows[name] = int(row[0]) if row else 0

@@ -5,6 +5,10 @@ transaction and returns how many were new (rows whose natural key is already sto
 replays idempotent); :meth:`RowStore.commit` makes them durable. The PostgreSQL implementation is
 :class:`sinks.pgstore.PgStore`; :class:`MemoryStore` behaves the same (same keys, same counts, same ``ts``
 precision) so that one test suite runs against both, and can be told to fail to test retries.
+
+Feature vectors name their feature set by ``set_id``; a store keeps each set's ordered names (``feature_sets``)
+and refuses a vector whose set it neither holds nor can learn from the row (:class:`sinks.tables.FeatureRow`
+carries the names).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from sinks.errors import StoreError, StoreUnavailable
-from sinks.tables import BY_NAME, Item, Row, TableSpec
+from sinks.tables import BY_NAME, FEATURE_BARS, FEATURE_SET_COLUMN, TABLES, Item, Row, TableSpec
 
 
 class RowStore(Protocol):
@@ -40,6 +44,10 @@ class RowStore(Protocol):
         to microseconds as stored)."""
         ...
 
+    def feature_sets(self) -> dict[int, tuple[str, ...]]:
+        """The stored feature sets: set_id -> ordered names."""
+        ...
+
 
 def truncate_ts(table: TableSpec, row: Row) -> Row:
     """``row`` with its ``ts`` columns truncated to microseconds, as PostgreSQL stores them."""
@@ -51,8 +59,10 @@ class MemoryStore:
     """A :class:`RowStore` in a dict: the twin of :class:`sinks.pgstore.PgStore` for tests."""
 
     def __init__(self) -> None:
-        self.tables: dict[str, dict[Row, Row]] = {name: {} for name in BY_NAME}
+        self.tables: dict[str, dict[Row, Row]] = {t.name: {} for t in TABLES}
         self._staged: dict[str, dict[Row, Row]] = {}
+        self.sets: dict[int, tuple[str, ...]] = {}
+        self._staged_sets: dict[int, tuple[str, ...]] = {}
         self._failures: list[StoreError] = []
         self.commits = 0
         self.closed = False
@@ -65,7 +75,7 @@ class MemoryStore:
         if self.closed:
             raise StoreUnavailable("memory store: closed")
         if self._failures:
-            self._staged.clear()
+            self.rollback()
             raise self._failures.pop(0)
 
     def write_batch(self, rows: Mapping[str, Sequence[Item]]) -> dict[str, int]:
@@ -73,6 +83,8 @@ class MemoryStore:
         inserted: dict[str, int] = {}
         for name, batch in rows.items():
             table = BY_NAME[name]
+            if table is FEATURE_BARS:
+                self._add_sets(batch)
             stored, staged = self.tables[name], self._staged.setdefault(name, {})
             before = len(staged)
             for item in batch:
@@ -83,18 +95,32 @@ class MemoryStore:
             inserted[name] = len(staged) - before
         return inserted
 
+    def _add_sets(self, batch: Sequence[Item]) -> None:
+        for item in batch:
+            set_id = item[FEATURE_SET_COLUMN]
+            names: tuple[str, ...] | None = getattr(item, "names", None)
+            held = self.sets.get(set_id, self._staged_sets.get(set_id))
+            if held is None:
+                if names is None:
+                    raise StoreError(f"feature set {set_id} is not stored and its rows do not carry its names")
+                self._staged_sets[set_id] = names
+            elif names is not None and held != names:
+                raise StoreError(f"feature set {set_id} is stored with other names (a 64-bit hash collision)")
+
     def commit(self) -> None:
         self._maybe_fail()
         for name, staged in self._staged.items():
             self.tables[name].update(staged)
-        self._staged.clear()
+        self.sets.update(self._staged_sets)
+        self.rollback()
         self.commits += 1
 
     def rollback(self) -> None:
         self._staged.clear()
+        self._staged_sets.clear()
 
     def close(self) -> None:
-        self._staged.clear()
+        self.rollback()
         self.closed = True
 
     def count(self, table: str) -> int:
@@ -102,6 +128,9 @@ class MemoryStore:
 
     def fetch(self, table: str) -> list[Row]:
         return [row for _, row in sorted(self.tables[table].items(), key=lambda kv: _sortable(kv[0]))]
+
+    def feature_sets(self) -> dict[int, tuple[str, ...]]:
+        return dict(self.sets)
 
 
 def _sortable(key: Row) -> tuple[tuple[bool, object], ...]:

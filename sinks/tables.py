@@ -7,10 +7,14 @@ A row's ``ts`` value is carried as integer nanoseconds and converted by the COPY
 
 Unsigned 64-bit venue order ids are stored as their two's-complement BIGINT (``v_book_trades`` shows them back
 as numeric). The natural key of each table is a UNIQUE constraint: a replayed record inserts nothing.
+
+A feature bar is one ``feature_vectors`` row: its values as a ``float8[]`` in the record's own name order, and
+``set_id``, a 64-bit hash of that ordered name list, which ``feature_sets`` maps back to the names (migration 0005).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +46,7 @@ SQL_TYPES = {
     "text": "text",
     "float8": "double precision",
     "int8[]": "ARRAY",
+    "float8[]": "ARRAY",
 }
 
 
@@ -65,6 +70,9 @@ class TableSpec:
     # When set, column i is the record's attribute fields[i]: ``convert`` only checks the record and returns it, a
     # batch holds the records themselves, and the COPY encoder reads their attributes (no tuple per row).
     fields: tuple[str, ...] | None = None
+    # Row units one item counts for in the sink's batch size and memory bound (``--batch-rows``,
+    # ``--max-pending-rows``): 1 for the narrow tables; a feature vector holds ~1,500 values, ~45 KB as Python objects.
+    weight: int = 1
 
     def items_of(self, record: Any) -> list[Any]:
         """What a batch holds for one decoded record: rows, or the record itself when ``fields`` is set (raises
@@ -158,9 +166,58 @@ def exchange_quote_check(r: QuoteTick) -> QuoteTick:
     return r
 
 
-def feature_rows(r: FeatureBar) -> list[Row]:
+# Joins a set's names before hashing; feature names never contain it (they are [a-z0-9_]), and a name that did is
+# refused, so that two different name lists can never join to the same text. The SQL function feature_set_id
+# (migration 0005) joins with the same character.
+FEATURE_NAME_SEPARATOR = "\n"
+_MAX_CACHED_SETS = 256  # distinct name lists remembered; a worker publishes one per interval, so a handful
+
+
+def feature_set_id(names: Sequence[str]) -> int:
+    """The ``set_id`` of an ordered list of feature names: the first 8 bytes of the MD5 of the names joined by
+    :data:`FEATURE_NAME_SEPARATOR`, as a signed big-endian 64-bit integer, the same value as the SQL
+    ``feature_set_id(names)`` (a fingerprint, not a security measure)."""
+    digest = hashlib.md5(FEATURE_NAME_SEPARATOR.join(names).encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class FeatureRow(tuple[Any, ...]):
+    """A ``feature_vectors`` row (ts, instrument, interval_ns, set_id, vals) that also carries the ordered names
+    its ``set_id`` stands for, so that a store can record a set it has not seen before with the same batch."""
+
+    names: tuple[str, ...]
+
+    def __new__(cls, row: Row, names: tuple[str, ...]) -> FeatureRow:
+        self = super().__new__(cls, row)
+        self.names = names
+        return self
+
+
+_feature_sets: dict[tuple[str, ...], tuple[int, tuple[str, ...]]] = {}
+
+
+def feature_set(names: tuple[str, ...]) -> tuple[int, tuple[str, ...]]:
+    """``(set_id, names)`` for ``names``, hashed once per distinct list: every bar of a worker has the same names,
+    and the returned tuple is the first one seen, so the rows of one set share it."""
+    known = _feature_sets.get(names)
+    if known is None:
+        for name in names:
+            if FEATURE_NAME_SEPARATOR in name:
+                raise RowError("$.values", f"feature name {name!r} contains a line break")
+        if len(_feature_sets) >= _MAX_CACHED_SETS:
+            _feature_sets.clear()
+        known = _feature_sets[names] = (feature_set_id(names), names)
+    return known
+
+
+def feature_row(r: FeatureBar) -> FeatureRow:
+    """One row per bar; a warming-up feature (``None``, what the worker publishes for NaN) becomes a NULL element.
+    The values are a tuple, not a list: a tuple of floats leaves the garbage collector's tracking, and a batch can
+    hold thousands of these 1,483-element vectors."""
     _check_i64(r, ("ts_event", "interval_ns"))
-    return [(r.ts_event, r.instrument, r.interval_ns, name, value) for name, value in r.values.items()]
+    values = r.values
+    set_id, names = feature_set(tuple(values))
+    return FeatureRow((r.ts_event, r.instrument, r.interval_ns, set_id, tuple(values.values())), names)
 
 
 def regime_check(r: RegimeSignal) -> RegimeSignal:
@@ -207,11 +264,12 @@ EXCHANGE_QUOTES = TableSpec(
     ("venue", "symbol", "ts", "ts_event_ns", "ts_recv_ns"), exchange_quote_check,
     fields=("ts_event", "venue", "symbol", "ts_event", "ts_recv", "bid_px", "bid_sz", "ask_px", "ask_sz"),
 )
-FEATURE_BARS = TableSpec(
-    "feature_bars", catalog.FEATURES_BARS.name,
-    _cols("ts:ts instrument:text interval_ns:int8 name:text value:float8?"),
-    ("instrument", "interval_ns", "name", "ts"), feature_rows, multi=True,
+FEATURE_BARS = TableSpec(  # read back one row per feature through the view feature_bars
+    "feature_vectors", catalog.FEATURES_BARS.name,
+    _cols("ts:ts instrument:text interval_ns:int8 set_id:int8 vals:float8[]"),
+    ("instrument", "interval_ns", "ts"), feature_row, weight=100,
 )
+FEATURE_SET_COLUMN = FEATURE_BARS.column_names.index("set_id")
 REGIME_SIGNALS = TableSpec(
     "regime_signals", catalog.SIGNALS_REGIME.name,
     _cols("ts:ts instrument:text interval_ns:int8 kind:text state:text probability:float8 changed:bool"),

@@ -51,7 +51,7 @@ class Writer:
 
     @property
     def pending_rows(self) -> int:
-        """Rows queued or being written, not yet committed."""
+        """Row units (see ``TableSpec.weight``) queued or being written, not yet committed."""
         with self._cond:
             return self.queued_rows
 
@@ -61,10 +61,10 @@ class Writer:
         with self._cond:
             if self.state == FAILED:
                 raise StoreError(f"the writer stopped: {self.error}")
-            if not force and self._queue and self.queued_rows + batch.n_rows > self.max_queued_rows:
-                raise SinkBackpressure(self.queued_rows + batch.n_rows, self.max_queued_rows)
+            if not force and self._queue and self.queued_rows + batch.size > self.max_queued_rows:
+                raise SinkBackpressure(self.queued_rows + batch.size, self.max_queued_rows)
             self._queue.append(batch)
-            self.queued_rows += batch.n_rows
+            self.queued_rows += batch.size
             self._cond.notify_all()
 
     def wait_for_room(self, rows: int, timeout_s: float) -> bool:
@@ -114,12 +114,12 @@ class Writer:
                     self.state = STOPPED if self.state != FAILED else FAILED
                     return
                 batch = self._queue[0]
-                self._in_flight_rows = batch.n_rows
+                self._in_flight_rows = batch.size
             if not self._write(batch):
                 return
             with self._cond:
                 self._queue.popleft()
-                self.queued_rows -= batch.n_rows
+                self.queued_rows -= batch.size
                 self._in_flight_rows = 0
                 self._done.append(batch)
                 self._cond.notify_all()

@@ -93,6 +93,7 @@ class Pending:
     ts: int  # event time
     value: bytes
     record: Record
+    key: str  # its instrument (``instrument_key``)
 
 
 @dataclass
@@ -144,7 +145,10 @@ class Group:
         group.number, group.engine, group.base = number, engine, engine.config.intervals_ns[0]
         group.detectors = [RegimeDetector.restore(d) for d in entry.detectors]
         group.positions, group.clocks, group.open_end = entry.positions, entry.clocks, entry.open_end
-        group.pending = [Pending(t, o, ts, v, decode(types[t], v)) for t, o, ts, v in entry.pending]
+        group.pending = []
+        for t, o, ts, v in entry.pending:
+            record: Record = decode(types[t], v)
+            group.pending.append(Pending(t, o, ts, v, record, instrument_key(record)))
         group.checkpointed = dict(entry.positions)
         group.snapshot_end = entry.open_end
         group.latest, group.regimes = {}, {}
@@ -193,8 +197,8 @@ class GroupKeeper:
         self.last_recv = record.ts_recv
         ts = max(record.ts_recv, group.clocks.get(topic, 0))
         group.clocks[topic] = ts
-        item = Pending(topic, offset, ts, value or b"", record)
-        if group.open_end and ts < group.open_end and instrument_key(record) in group.engine.slots:
+        item = Pending(topic, offset, ts, value or b"", record, instrument_key(record))
+        if group.open_end and ts < group.open_end and item.key in group.engine.slots:
             if ts < group.open_end - group.base:
                 self.tally.late += 1
             self._feed(group, item, out, now_ns)
@@ -257,17 +261,17 @@ class GroupKeeper:
     def _feed_due(self, group: Group, out: list[Output], now_ns: int, known_only: bool = False) -> None:
         """Feed the pending records of the open bar in arrival order, registering new instruments first (in
         name order) unless ``known_only``."""
-        due = [p for p in group.pending if p.ts < group.open_end]
+        end, slots = group.open_end, group.engine.slots
+        due: list[Pending] = []
+        rest: list[Pending] = []
+        for p in group.pending:  # one pass: the pending list holds every record past the open bar
+            (due if p.ts < end and (not known_only or p.key in slots) else rest).append(p)
         if not due:
             return
-        slots = group.engine.slots
-        if known_only:
-            due = [p for p in due if instrument_key(p.record) in slots]
-        else:
-            for name in sorted({instrument_key(p.record) for p in due} - slots.keys()):
+        if not known_only:
+            for name in sorted({p.key for p in due} - slots.keys()):
                 group.engine.slot(name)
-        fed = {id(p) for p in due}
-        group.pending = [p for p in group.pending if id(p) not in fed]
+        group.pending = rest
         for item in due:
             self._feed(group, item, out, now_ns)
 

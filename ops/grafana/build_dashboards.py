@@ -40,7 +40,8 @@ def variable(name: str, query: str, label: str) -> dict[str, Any]:
 INSTRUMENT_VAR = variable("instrument", "SELECT DISTINCT instrument_id FROM bbo_1m ORDER BY 1", "Instrument")
 SYMBOL_VAR = variable("symbol", "SELECT DISTINCT venue || ':' || symbol FROM exchange_ohlcv_1m ORDER BY 1",
                       "Exchange symbol")
-FEATURE_VAR = variable("feature", "SELECT DISTINCT name FROM feature_bars ORDER BY 1", "Feature")
+# feature names from the few stored name lists, not from the vectors (the view feature_bars would unnest them all)
+FEATURE_VAR = variable("feature", "SELECT DISTINCT unnest(names) FROM feature_sets ORDER BY 1", "Feature")
 
 PRICE = [
     sql("Mid price (1 s bars)", f"""
@@ -65,9 +66,13 @@ PRICE = [
         SELECT DISTINCT ON (instrument_id) instrument_id, ts, bid, bid_sz, ask, ask_sz, spread, crossed
         FROM v_bbo WHERE $__timeFilter(ts) AND {INSTRUMENT} ORDER BY instrument_id, ts DESC""",
         kind="table", fmt="table", w=24),
+    # each chosen feature's position is looked up once per feature set, then read as vals[i] from every vector
     sql("Features", """
-        SELECT ts AS "time", instrument || ' ' || name AS metric, value FROM feature_bars
-        WHERE $__timeFilter(ts) AND name IN ($feature) AND value IS NOT NULL ORDER BY 1"""),
+        SELECT v.ts AS "time", v.instrument || ' ' || f.name AS metric, v.vals[f.i] AS value
+        FROM feature_vectors v
+        JOIN (SELECT s.set_id, n.name, n.i FROM feature_sets s, unnest(s.names) WITH ORDINALITY AS n(name, i)
+              WHERE n.name IN ($feature)) f ON f.set_id = v.set_id
+        WHERE $__timeFilter(v.ts) AND v.vals[f.i] IS NOT NULL ORDER BY 1"""),
     sql("Regime changes", """
         SELECT ts, instrument, kind, state, probability FROM regime_signals
         WHERE $__timeFilter(ts) AND changed ORDER BY ts DESC LIMIT 200""", kind="table", fmt="table"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from processors.features.errors import UnknownFeatureError
@@ -36,9 +34,9 @@ class FeatureFrame:
 
     def bars(self) -> list[FeatureBar]:
         """One :class:`FeatureBar` per instrument; NaN (warming up) becomes None."""
-        out = []
-        for inst, row in zip(self.instruments, self.values.tolist(), strict=True):
-            vals: dict[str, float | None] = {
-                k: (None if math.isnan(v) else v) for k, v in zip(self.names, row, strict=True)}
-            out.append(FeatureBar(instrument=inst, ts_event=self.ts_event, interval_ns=self.interval_ns, values=vals))
-        return out
+        cells = self.values.astype(object)  # Python floats, and None where NaN: one pass in numpy, not per value
+        cells[np.isnan(self.values)] = None
+        names = self.names
+        return [FeatureBar(instrument=inst, ts_event=self.ts_event, interval_ns=self.interval_ns,
+                           values=dict(zip(names, row, strict=True)))
+                for inst, row in zip(self.instruments, cells.tolist(), strict=True)]

@@ -69,7 +69,7 @@ def sample_rows() -> dict[str, list[tuple]]:
         "book_anomalies": rows(tables.BOOK_ANOMALIES, anomalies),
         "exchange_trades": rows(tables.EXCHANGE_TRADES, samples.exchange_trades(500, step_ns=100_000_000)),
         "exchange_quotes": rows(tables.EXCHANGE_QUOTES, samples.exchange_quotes(100)),
-        "feature_bars": rows(tables.FEATURE_BARS, features),
+        "feature_vectors": rows(tables.FEATURE_BARS, features),
         "regime_signals": rows(tables.REGIME_SIGNALS, regimes),
     }
 

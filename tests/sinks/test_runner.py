@@ -239,3 +239,17 @@ def test_backoff_grows_to_its_ceiling_and_resets() -> None:
     assert all(1.0 <= d <= 2.0 for d in delays[5:])
     backoff.reset()
     assert backoff.next_delay() <= 0.1
+
+
+def test_a_feature_vector_counts_for_its_weight_in_the_batch_bound() -> None:
+    acc = Accumulator(max_rows=1_000, max_age_s=60.0)
+    bbo_rows = [object()] * 500
+    vectors = [object()] * (500 // tables.FEATURE_BARS.weight)
+
+    acc.extend({"bbo": bbo_rows}, {(TOPIC, 0): 500}, 500, now=0.0)
+    half_full = acc.due(now=1.0)
+    acc.extend({tables.FEATURE_BARS.name: vectors}, {(TOPIC, 1): 5}, len(vectors), now=1.0)
+
+    assert tables.FEATURE_BARS.weight > 1
+    assert not half_full and acc.due(now=1.0)
+    assert acc.pending_rows == 1_000 and acc.batch.n_rows == 500 + len(vectors)

@@ -7,14 +7,24 @@ from collections.abc import Callable
 import pytest
 
 from sinks import samples, tables
+from sinks.errors import StoreError
 from sinks.store import RowStore, truncate_ts
 from sinks.tables import Row
+from topics.records import FeatureBar
 
 pytestmark = pytest.mark.unit  # the postgres variant adds the integration marker
 
 
 def bbo_rows(n: int, start: int = 0) -> list[Row]:
     return [tables.BBO.rows_of(r)[0] for r in samples.bbo_updates(start + n)[start:]]
+
+
+def feature_rows(names: tuple[str, ...], bars: int = 3, instrument: str = "1000", start: int = 0) -> list[Row]:
+    """Feature vectors of ``bars`` consecutive 1 s bars, the first feature warming up in the first bar."""
+    records = [FeatureBar(instrument=instrument, ts_event=10**18 + (start + i) * 10**9, interval_ns=10**9,
+                          values={n: None if i == 0 and j == 0 else 0.25 * (i + 1) * (j + 1)
+                                  for j, n in enumerate(names)}) for i in range(bars)]
+    return [row for rec in records for row in tables.FEATURE_BARS.rows_of(rec)]
 
 
 def sample_rows() -> dict[str, list[Row]]:
@@ -28,7 +38,7 @@ def sample_rows() -> dict[str, list[Row]]:
         "book_anomalies": [(10**18 + 1234, 1, 1, 5, 10**18 + 1234, 10**18, "gap", "seq 4 -> 6", 1)],
         "exchange_trades": rows(tables.EXCHANGE_TRADES, samples.exchange_trades(20)),
         "exchange_quotes": rows(tables.EXCHANGE_QUOTES, samples.exchange_quotes(20)),
-        "feature_bars": [(10**18, "1000", 10**9, "ret", 0.5), (10**18, "1000", 10**9, "vol", None)],
+        "feature_vectors": feature_rows(("ret", "vol")),
         "regime_signals": [(10**18, "1000", 10**9, "trend", "up", 0.9, False)],
     }
 
@@ -97,3 +107,53 @@ def test_a_replay_after_a_rolled_back_replay_still_merges(store: RowStore) -> No
     assert store.write_batch({"bbo": rows}) == {"bbo": 10}
     store.commit()
     assert store.count("bbo") == 20
+
+
+def test_feature_vectors_of_two_name_sets_coexist_and_their_sets_are_stored(store: RowStore) -> None:
+    first, second = feature_rows(("ret", "vol")), feature_rows(("vol", "ret", "mid"), instrument="2000")
+
+    inserted = store.write_batch({"feature_vectors": first + second})
+    store.commit()
+
+    assert inserted == {"feature_vectors": 6}
+    assert store.feature_sets() == {tables.feature_set_id(("ret", "vol")): ("ret", "vol"),
+                                    tables.feature_set_id(("vol", "ret", "mid")): ("vol", "ret", "mid")}
+    assert store.fetch("feature_vectors") == sorted(first + second, key=lambda r: (r[1], r[2], r[0]))
+
+
+def test_replayed_feature_vectors_insert_nothing(store: RowStore) -> None:
+    rows = feature_rows(("ret", "vol"), bars=5)
+    store.write_batch({"feature_vectors": rows[:3]})
+    store.commit()
+
+    inserted = store.write_batch({"feature_vectors": rows})
+    store.commit()
+
+    assert inserted == {"feature_vectors": 2}
+    assert store.count("feature_vectors") == 5 and len(store.feature_sets()) == 1
+
+
+def test_a_rolled_back_feature_set_is_stored_again_by_the_next_batch(store_factory: Callable[[], RowStore]) -> None:
+    store = store_factory()
+    rows = feature_rows(("ret", "vol"))
+    store.write_batch({"feature_vectors": rows})
+    store.rollback()
+    assert store.feature_sets() == {}
+
+    assert store.write_batch({"feature_vectors": rows}) == {"feature_vectors": 3}
+    store.commit()
+    again = store_factory()  # a new connection (as after an outage) knows no set yet, and finds them stored
+    assert again.write_batch({"feature_vectors": feature_rows(("ret", "vol"), start=3)}) == {"feature_vectors": 3}
+    again.commit()
+
+    assert again.count("feature_vectors") == 6 and list(again.feature_sets().values()) == [("ret", "vol")]
+
+
+def test_a_vector_of_an_unknown_set_without_its_names_is_refused(store: RowStore) -> None:
+    bare = tuple(feature_rows(("never", "stored"))[0])  # a plain row: no names to store its set with
+
+    with pytest.raises(StoreError, match="is not stored"):
+        store.write_batch({"feature_vectors": [bare]})
+    store.rollback()
+
+    assert store.count("feature_vectors") == 0

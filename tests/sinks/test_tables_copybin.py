@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import struct
 from typing import Any
 
@@ -46,11 +48,39 @@ def test_uint64_order_ids_wrap_to_signed_bigint() -> None:
     assert tables.BOOK_TRADES.rows_of(trade)[0][9] == -(2**63)
 
 
-def test_feature_bars_become_one_row_per_feature() -> None:
-    bar = FeatureBar(instrument="1000", ts_event=10**18, interval_ns=10**9, values={"ret": 0.5, "vol": None})
-    assert tables.FEATURE_BARS.rows_of(bar) == [
-        (10**18, "1000", 10**9, "ret", 0.5), (10**18, "1000", 10**9, "vol", None),
-    ]
+def test_a_feature_bar_becomes_one_vector_in_the_order_of_its_names() -> None:
+    bar = FeatureBar(instrument="1000", ts_event=10**18, interval_ns=10**9, values={"vol": None, "ret": 0.5})
+
+    (row,) = tables.FEATURE_BARS.rows_of(bar)
+
+    assert row == (10**18, "1000", 10**9, tables.feature_set_id(("vol", "ret")), (None, 0.5))
+    assert isinstance(row, tables.FeatureRow) and row.names == ("vol", "ret")
+
+
+def test_the_set_id_is_the_signed_first_half_of_the_md5_of_the_names_joined_by_line_breaks() -> None:
+    assert tables.feature_set_id(["ret", "vol"]) == int.from_bytes(
+        hashlib.md5(b"ret\nvol").digest()[:8], "big", signed=True)
+    assert tables.feature_set_id(["ret", "vol"]) != tables.feature_set_id(["vol", "ret"])
+    assert tables.feature_set_id([]) == -3162216497309240828  # md5 of the empty string: d41d8cd98f00b204...
+
+
+def test_bars_of_one_name_set_share_one_names_tuple() -> None:
+    names = [f"f_{i}" for i in range(1483)]
+    bars = [FeatureBar(instrument=str(i), ts_event=10**18, interval_ns=10**9, values=dict.fromkeys(names, 1.0))
+            for i in range(3)]
+
+    rows = [tables.FEATURE_BARS.rows_of(bar)[0] for bar in bars]
+
+    assert rows[0].names == tuple(names) and all(r.names is rows[0].names for r in rows)
+
+
+def test_a_feature_name_with_a_line_break_is_a_row_error() -> None:
+    bar = FeatureBar(instrument="1000", ts_event=10**18, interval_ns=10**9, values={"a\nb": 1.0})
+    with pytest.raises(RowError, match=r"\$\.values"):
+        tables.FEATURE_BARS.rows_of(bar)
+
+
+def test_regime_signals_become_one_row() -> None:
     sig = RegimeSignal(instrument="1000", ts_event=10**18, interval_ns=10**9, kind="trend", state="up",
                        probability=0.9)
     assert tables.REGIME_SIGNALS.rows_of(sig) == [(10**18, "1000", 10**9, "trend", "up", 0.9, False)]
@@ -67,8 +97,9 @@ def sample_records(name: str) -> list[Any]:
         "exchange_quotes": samples.exchange_quotes(3),
         "book_anomalies": [BookAnomaly(publisher_id=1, instrument_id=1, ts_event=10**18, ts_recv=10**18 + 5,
                                        sequence=5, kind="gap", detail="seq 4 -> 6")],
-        "feature_bars": [FeatureBar(instrument="1000", ts_event=10**18, interval_ns=10**9,
-                                    values={"ret": 0.5, "vol": None})],
+        "feature_vectors": [FeatureBar(instrument="1000", ts_event=10**18, interval_ns=10**9,
+                                       values={"ret": 0.5, "vol": None}),
+                            FeatureBar(instrument="1000", ts_event=10**18, interval_ns=10**9, values={})],
         "regime_signals": [RegimeSignal(instrument="1000", ts_event=10**18, interval_ns=10**9, kind="trend",
                                         state="up", probability=0.9)],
     }
@@ -108,3 +139,29 @@ def test_int8_arrays_encode_dimensions_and_elements() -> None:
     enc = copybin.VALUE_ENCODERS["int8[]"]
     assert enc([]) == struct.pack("!iiii", 12, 0, 0, copybin.INT8_OID)
     assert enc([5]) == struct.pack("!iiiiiiiq", 32, 1, 0, copybin.INT8_OID, 1, 1, 8, 5)
+
+
+def test_float8_arrays_encode_null_elements_as_length_minus_one() -> None:
+    enc = copybin.VALUE_ENCODERS["float8[]"]
+    assert enc([]) == struct.pack("!iiii", 12, 0, 0, copybin.FLOAT8_OID)
+    assert enc([1.5]) == struct.pack("!iiiiiiid", 32, 1, 0, copybin.FLOAT8_OID, 1, 1, 8, 1.5)
+    assert enc((None, 2.0, None)) == struct.pack("!iiiiiiiidi", 40, 1, 1, copybin.FLOAT8_OID, 3, 1, -1, 8, 2.0, -1)
+
+
+@pytest.mark.parametrize("nulls_at", [(), (0,), (1482,), (0, 1, 2, 700, 1482), tuple(range(0, 1483, 3)),
+                                      tuple(range(1483))])
+def test_float8_arrays_equal_a_per_element_encoding(nulls_at: tuple[int, ...]) -> None:
+    values: list[float | None] = [i * 0.5 - 300 for i in range(1483)]
+    values[1] = math.inf
+    values[2] = -math.inf
+    for i in nulls_at:
+        values[i] = None
+    elements = b"".join(copybin.NULL if v is None else struct.pack("!id", 8, v) for v in values)
+    body = struct.pack("!iiiii", 1, 1 if nulls_at else 0, copybin.FLOAT8_OID, len(values), 1) + elements
+
+    assert copybin.VALUE_ENCODERS["float8[]"](values) == struct.pack("!i", len(body)) + body
+
+
+def test_a_float8_array_element_that_is_not_a_number_is_an_error() -> None:
+    with pytest.raises(struct.error):
+        copybin.VALUE_ENCODERS["float8[]"]([1.0, "x"])

@@ -34,13 +34,13 @@ SEGMENTBY = {  # docs/sinks.md, "Modes"
     "book_anomalies": ["instrument_id", "publisher_id"],
     "exchange_trades": ["venue", "symbol"],
     "exchange_quotes": ["venue", "symbol"],
-    "feature_bars": ["instrument", "name"],
+    "feature_vectors": ["instrument"],
     "regime_signals": ["instrument", "kind"],
 }
 CHUNK_INTERVAL = {
     "bbo": timedelta(hours=1), "mbp10": timedelta(hours=1), "exchange_quotes": timedelta(hours=1),
-    "book_trades": timedelta(days=1), "exchange_trades": timedelta(days=1),
-    "book_anomalies": timedelta(days=7), "feature_bars": timedelta(days=7), "regime_signals": timedelta(days=7),
+    "feature_vectors": timedelta(hours=1), "book_trades": timedelta(days=1), "exchange_trades": timedelta(days=1),
+    "book_anomalies": timedelta(days=7), "regime_signals": timedelta(days=7),
 }
 
 

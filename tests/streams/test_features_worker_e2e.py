@@ -127,7 +127,8 @@ def _check_views(worker: Any, want_bars: dict[Any, FeatureBar]) -> None:
 
 def _check_sink(features: FeaturesPipeline, stack: LocalStack, got: dict[Any, list[FeatureBar]],
                 want_signals: dict[Any, RegimeSignal]) -> None:
-    """`orderflow sink` reads the two topics into feature_bars (one row per feature) and regime_signals."""
+    """`orderflow sink` reads the two topics into feature_vectors (one row per bar, read back one row per feature
+    through the view feature_bars) and regime_signals."""
     name = f"t_feat_{features.base.prefix.strip('.')}"
     with psycopg.connect(stack.pg_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {name}")
@@ -135,7 +136,7 @@ def _check_sink(features: FeaturesPipeline, stack: LocalStack, got: dict[Any, li
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             migrate.migrate(conn, timescaledb=stack.settings.pg_timescaledb != "off")
-        cmd = [sys.executable, "-m", "streams.cli", "sink", "--topic", f"feature_bars={features.topics.bars}",
+        cmd = [sys.executable, "-m", "streams.cli", "sink", "--topic", f"feature_vectors={features.topics.bars}",
                "--topic", f"regime_signals={features.topics.signals}", "--group", f"{features.base.prefix}sink",
                "--dead-letter-topic", features.base.topics.deadletter, "--dsn", dsn, "--metrics-port", "-1",
                "--idle-exit", "5"]
@@ -144,6 +145,7 @@ def _check_sink(features: FeaturesPipeline, stack: LocalStack, got: dict[Any, li
         with psycopg.connect(dsn) as conn:
             rows = conn.execute("SELECT count(*), count(DISTINCT (instrument, interval_ns, ts)) FROM feature_bars"
                                 ).fetchone()
+            vectors = conn.execute("SELECT count(*) FROM feature_vectors").fetchone()
             signal_rows = conn.execute("SELECT count(*) FROM regime_signals").fetchone()
             one = conn.execute("SELECT value FROM feature_bars WHERE instrument = %s AND interval_ns = %s AND "
                                "name = 'mid' AND value IS NOT NULL ORDER BY ts DESC LIMIT 1",
@@ -154,5 +156,6 @@ def _check_sink(features: FeaturesPipeline, stack: LocalStack, got: dict[Any, li
     bars_now, _ = published(features)
     assert rows is not None and signal_rows is not None and one is not None
     assert rows[1] == len(bars_now) and rows[0] == sum(len(v[0].values) for v in bars_now.values())
+    assert vectors == (len(bars_now),)
     assert signal_rows[0] >= len(want_signals)
     assert 4000 < one[0] < 6000  # ESH4 mid, index points
