@@ -18,11 +18,11 @@ from sinks.errors import SinkError, StoreUnavailable
 from sinks.pgstore import PgStore
 from sinks.runner import Sink, SinkConfig
 from sinks.tables import BY_NAME, BY_TOPIC, TABLES, TableSpec
-
-RENAMED = {"feature_bars": "feature_vectors"}  # tables stored under a new name (the old one is now a view)
 from topics import catalog, settings
 
 logger = logging.getLogger(__name__)
+
+RENAMED = {"feature_bars": "feature_vectors"}  # tables stored under a new name (the old one is now a view)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

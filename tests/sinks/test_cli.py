@@ -25,5 +25,5 @@ def test_the_former_long_feature_table_name_still_names_the_feature_vectors() ->
 
 
 def test_an_unknown_table_is_refused_naming_the_known_ones() -> None:
-    with pytest.raises(SinkError, match="unknown table 'nope'.*feature_vectors"):
+    with pytest.raises(SinkError, match=r"unknown table 'nope'.*feature_vectors"):
         parse_topics(["nope=my.topic"])
