@@ -35,6 +35,9 @@ CREATE TABLE feature_vectors (
     CONSTRAINT feature_vectors_key UNIQUE (instrument, interval_ns, ts)
 );
 COMMENT ON TABLE feature_vectors IS 'Feature values per instrument per bar, one array per bar (topic features.bars)';
+-- Out of line without pglz: feature values are high-entropy doubles that pglz barely shrinks, and compressing
+-- every 12 KB vector cost the server most of its insert time (bench/sink.py --table feature_vectors).
+ALTER TABLE feature_vectors ALTER COLUMN vals SET STORAGE EXTERNAL;
 -- bars arrive in time order: a tiny BRIN index serves time ranges, the key's btree per-instrument queries
 CREATE INDEX feature_vectors_ts_brin ON feature_vectors USING brin (ts) WITH (pages_per_range = 32);
 

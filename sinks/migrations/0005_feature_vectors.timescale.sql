@@ -37,6 +37,9 @@ CREATE TABLE feature_vectors (
     CONSTRAINT feature_vectors_key UNIQUE (instrument, interval_ns, ts)
 );
 COMMENT ON TABLE feature_vectors IS 'Feature values per instrument per bar, one array per bar (topic features.bars)';
+-- Out of line without pglz: feature values are high-entropy doubles that pglz barely shrinks, and compressing
+-- every 12 KB vector cost the server most of its insert time (bench/sink.py --table feature_vectors).
+ALTER TABLE feature_vectors ALTER COLUMN vals SET STORAGE EXTERNAL;
 -- A row holds ~12 KB of values (1,483 doubles, stored out of line): at 2,500 instruments and 1 s bars an hour is
 -- 9M rows, so hour chunks like the other high-rate tables. Every key column is a segmentby or orderby column.
 SELECT create_hypertable('feature_vectors', 'ts', chunk_time_interval => INTERVAL '1 hour', if_not_exists => true);
