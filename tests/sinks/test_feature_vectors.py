@@ -101,6 +101,18 @@ def test_stored_bars_read_back_through_the_view_one_row_per_feature(migrated_dsn
     assert inserted == {"feature_vectors": 7} and counts == (7, 1)
 
 
+def test_vectors_are_stored_out_of_line_without_compression_in_the_table_and_its_chunks(migrated_dsn: str) -> None:
+    store_bars(migrated_dsn, bars(NAMES, 2))
+
+    with psycopg.connect(migrated_dsn) as conn:
+        storage = conn.execute(  # the table, and in TimescaleDB mode the chunks it made for the rows
+            "SELECT DISTINCT a.attstorage FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE a.attname = 'vals' AND (c.oid = 'feature_vectors'::regclass OR c.oid IN ("
+            "  SELECT inhrelid FROM pg_inherits WHERE inhparent = 'feature_vectors'::regclass))").fetchall()
+
+    assert storage == [("e",)]
+
+
 def test_one_feature_reads_by_its_position_without_unnesting(migrated_dsn: str) -> None:
     records = bars(NAMES, 5)
     store_bars(migrated_dsn, records)
