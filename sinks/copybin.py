@@ -197,3 +197,20 @@ def chunks(table: TableSpec, rows: Iterable[Any], chunk_bytes: int = 1 << 20) ->
             buf, size = [], 0
     buf.append(TRAILER)
     yield b"".join(buf)
+
+
+class Encoded(list[Any]):
+    """Batch items together with their binary COPY stream (header and trailer included), encoded ahead by the
+    thread that made the batch, so that the database writer only sends bytes."""
+
+    payload: bytes
+    encoded: int  # how many items the payload holds (items appended later are not in it)
+
+    def __init__(self, items: Iterable[Any], table: TableSpec) -> None:
+        super().__init__(items)
+        self.payload = b"".join(chunks(table, self))
+        self.encoded = len(self)
+
+    @property
+    def current(self) -> bool:
+        return self.encoded == len(self)

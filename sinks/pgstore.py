@@ -104,6 +104,9 @@ class PgStore:
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
             sql.Identifier(target), sql.SQL(", ").join(map(sql.Identifier, table.column_names)))
         with self.conn.cursor() as cur, cur.copy(stmt) as copy:
+            if isinstance(rows, copybin.Encoded) and rows.current:
+                copy.write(rows.payload)
+                return
             for chunk in copybin.chunks(table, rows):
                 copy.write(chunk)
 

@@ -1,12 +1,14 @@
 """``orderflow sink``: Kafka output topics -> PostgreSQL, in batches, idempotent, with backpressure.
 
 The consumer thread (this module) polls Kafka, decodes each message with :mod:`topics.codec`, turns it into rows
-and fills a batch bounded by rows and age. A full batch goes to the :class:`~sinks.writer.Writer` thread, which
-COPYs it into the database while the consumer keeps decoding. Kafka offsets are committed manually, only for
-batches the database has committed. When more than ``max_pending_rows`` rows are held, the consumer waits up to
-``FULL_WAIT_S`` for the writer to make room (a database that is merely slower than Kafka); when the writer retries
-an outage, or the wait ran out, the consumer pauses its partitions (still polling, so it stays in the group) and
-resumes once the writer is healthy and the backlog halved: memory stays bounded and no row is dropped.
+and fills a batch bounded by rows and age. A full batch is encoded for binary COPY here and goes to the
+:class:`~sinks.writer.Writer` thread, which sends it to the database while the consumer keeps decoding (the
+writer then holds the interpreter lock only briefly, so the database is not left waiting for data). Kafka
+offsets are committed manually, only for batches the database has committed. When more than
+``max_pending_rows`` row units are held, the consumer waits up to ``FULL_WAIT_S`` for the writer to make room (a
+database that is merely slower than Kafka); when the writer retries an outage, or the wait ran out, the consumer
+pauses its partitions (still polling, so it stays in the group) and resumes once the writer is healthy and the
+backlog halved: memory stays bounded and no row is dropped.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from typing import Any
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from sinks.batching import Accumulator, Backoff
+from sinks import copybin
+from sinks.batching import Accumulator, Backoff, Batch
 from sinks.batching import TopicPartition as TP
 from sinks.deadletter import DeadLetters
 from sinks.errors import RowError, SinkBackpressure, SinkError
 from sinks.metrics import HealthServer, SinkMetrics
 from sinks.store import RowStore
-from sinks.tables import Item, TableSpec
+from sinks.tables import BY_NAME, Item, TableSpec
 from sinks.writer import FAILED, HEALTHY, RETRYING, Writer
 from topics import codec
 from topics.errors import DecodeError
@@ -268,6 +271,7 @@ class Sink:
 
     def _flush(self) -> None:
         batch = self._acc.batch
+        self._encode(batch)
         try:
             self.writer.submit(batch)
         except SinkBackpressure as e:
@@ -278,6 +282,13 @@ class Sink:
                 return
             self.writer.submit(batch)
         self._acc.take()
+
+    def _encode(self, batch: Batch) -> None:
+        """Encode the batch's COPY streams here, ahead of the writer: its thread then only sends bytes and never
+        waits for the interpreter lock while the database waits for data."""
+        for table, rows in batch.rows.items():
+            if not (isinstance(rows, copybin.Encoded) and rows.current):  # new, or grown since (a backpressure wait)
+                batch.rows[table] = copybin.Encoded(rows, BY_NAME[table])
 
     # -- flow control ----------------------------------------------------------------------------------------
 

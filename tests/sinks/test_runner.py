@@ -12,7 +12,7 @@ from typing import cast
 
 import pytest
 
-from sinks import samples, tables
+from sinks import copybin, samples, tables
 from sinks.batching import Accumulator, Backoff
 from sinks.errors import SinkError, StoreError
 from sinks.runner import Sink, SinkConfig
@@ -253,3 +253,19 @@ def test_a_feature_vector_counts_for_its_weight_in_the_batch_bound() -> None:
     assert tables.FEATURE_BARS.weight > 1
     assert not half_full and acc.due(now=1.0)
     assert acc.pending_rows == 1_000 and acc.batch.n_rows == 500 + len(vectors)
+
+
+def test_a_batch_is_encoded_for_copy_before_the_writer_gets_it_and_encoded_again_if_it_grew() -> None:
+    sink = make_sink(FakeConsumer({}), MemoryStore())
+    rows = [tables.BBO.rows_of(r)[0] for r in samples.bbo_updates(30)]
+    acc = Accumulator(max_rows=1_000, max_age_s=60.0)
+    acc.extend({"bbo": rows[:20]}, {(TOPIC, 0): 20}, 20, now=0.0)
+
+    sink._encode(acc.batch)
+    first = acc.batch.rows["bbo"]
+    acc.extend({"bbo": rows[20:]}, {(TOPIC, 0): 30}, 10, now=1.0)
+    sink._encode(acc.batch)
+    second = acc.batch.rows["bbo"]
+
+    assert isinstance(first, copybin.Encoded) and isinstance(second, copybin.Encoded) and second.current
+    assert second.payload == b"".join(copybin.chunks(tables.BBO, rows))

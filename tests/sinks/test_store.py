@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sinks import samples, tables
+from sinks import copybin, samples, tables
 from sinks.errors import StoreError
 from sinks.store import RowStore, truncate_ts
 from sinks.tables import Row
@@ -157,3 +157,16 @@ def test_a_vector_of_an_unknown_set_without_its_names_is_refused(store: RowStore
     store.rollback()
 
     assert store.count("feature_vectors") == 0
+
+
+def test_rows_encoded_ahead_are_stored_and_rows_added_after_the_encoding_are_not_lost(store: RowStore) -> None:
+    ahead = copybin.Encoded(bbo_rows(50), tables.BBO)
+    grown = copybin.Encoded(bbo_rows(30, start=50), tables.BBO)
+    grown.extend(bbo_rows(20, start=80))  # the batch grew after it was encoded (a backpressure wait)
+
+    first = store.write_batch({"bbo": ahead})
+    second = store.write_batch({"bbo": grown})
+    store.commit()
+
+    assert (first, second) == ({"bbo": 50}, {"bbo": 50}) and not grown.current
+    assert store.fetch("bbo") == sorted((truncate_ts(tables.BBO, r) for r in bbo_rows(100)), key=tables.BBO.key_of)
