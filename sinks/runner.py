@@ -75,10 +75,6 @@ class SinkConfig:
         return conf
 
 
-def _unset(value: Any) -> Any:  # placeholder until the first message names its topic
-    raise AssertionError("no topic yet")
-
-
 def _kafka_error(err: KafkaError) -> None:
     logger.warning("kafka: %s", err)
 
@@ -218,36 +214,54 @@ class Sink:
     def _handle(self, msgs: list[Any], now: float) -> None:  # confluent Messages; Any keeps the hot loop lean
         """Decode ``msgs`` into rows and add them, with their offsets, to the batch being filled.
 
-        librdkafka hands messages over in runs of one partition, so the per-topic lookups happen once per run."""
+        librdkafka hands messages over in runs of one partition (thousands long when catching up): each run is
+        decoded in one list comprehension and its offset taken from its last message."""
         rows: dict[str, list[Item]] = {}
         offsets: dict[TP, int] = {}
         per_topic: dict[str, int] = {}
-        topic, run_start = None, 0
-        decode: Callable[[Any], Any] = _unset
-        convert: Callable[[Any], Any] = _unset
-        add: Callable[[Any], Any] = _unset
-        for i, msg in enumerate(msgs):
+        i, n = 0, len(msgs)
+        while i < n:
+            msg = msgs[i]
             if msg.error() is not None:
                 self._on_message_error(msg, msg.error())
+                i += 1
                 continue
-            t = msg.topic()
-            if t != topic:
-                if topic is not None:
-                    per_topic[topic] = per_topic.get(topic, 0) + i - run_start
-                topic, run_start = t, i
-                table, decode, convert, multi = self._decoders[t]
-                bucket = rows.setdefault(table, [])
-                add = bucket.extend if multi else bucket.append
-            try:
-                add(convert(decode(msg.value())))
-            except (msgspec.MsgspecError, TypeError, RowError) as e:
-                self._reject(msg, e)
-            offsets[(t, msg.partition())] = msg.offset() + 1
-        if topic is not None:
-            per_topic[topic] = per_topic.get(topic, 0) + len(msgs) - run_start
-        self._acc.extend(rows, offsets, len(msgs), now)
-        for name, n in per_topic.items():
-            self.metrics.messages.labels(name).inc(n)
+            topic, partition = msg.topic(), msg.partition()
+            j = i + 1
+            while j < n:
+                m = msgs[j]
+                if m.partition() != partition or m.topic() != topic or m.error() is not None:
+                    break
+                j += 1
+            run = msgs[i:j]
+            table, items = self._decode_run(topic, run)
+            bucket = rows.get(table)
+            if bucket is None:
+                rows[table] = items
+            else:
+                bucket.extend(items)
+            offsets[(topic, partition)] = run[-1].offset() + 1
+            per_topic[topic] = per_topic.get(topic, 0) + len(run)
+            i = j
+        self._acc.extend(rows, offsets, n, now)
+        for name, count in per_topic.items():
+            self.metrics.messages.labels(name).inc(count)
+
+    def _decode_run(self, topic: str, run: list[Any]) -> tuple[str, list[Item]]:
+        """(table, items) of consecutive messages of one partition; a malformed message becomes a dead letter."""
+        table, decode, convert, multi = self._decoders[topic]
+        try:
+            items = [convert(decode(m.value())) for m in run]
+        except (msgspec.MsgspecError, TypeError, RowError):
+            items = []
+            for m in run:  # again one by one: keep the good ones, reject the bad ones
+                try:
+                    items.append(convert(decode(m.value())))
+                except (msgspec.MsgspecError, TypeError, RowError) as e:
+                    self._reject(m, e)
+        if multi:
+            items = [item for many in items for item in many]
+        return table, items
 
     def _reject(self, msg: Message, error: Exception) -> None:
         """Send ``msg`` to the dead letters with a reason naming the field (via :func:`topics.codec.decode`)."""
