@@ -8,13 +8,13 @@ table's changelog (one partition per frames partition) lets a partition's books 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, cast
 
 import faust
 
 from streams import stream_web, web
-from streams.config import WorkerConfig
+from streams.config import FaustWorkerConfig, WorkerConfig
 from streams.keeper import Keeper, KeeperConfig
 from streams.metrics import Metrics
 from streams.output import ConfluentSink, FaustSink, OutputSink
@@ -35,22 +35,21 @@ CHANGELOG_CONFIG = {
 }
 
 
-def worker_settings(bootstrap: str, workdir: Path, web_port: int, partitions: int, commit_interval_s: float,
-                    session_timeout_s: float, bind_host: str = "127.0.0.1") -> dict[str, Any]:
+def worker_settings(config: FaustWorkerConfig) -> dict[str, Any]:
     """Faust settings shared by the book and features workers (docs/streams.md says why each differs from Faust's
     default); each worker adds its own buffer size and standby replicas."""
-    session = session_timeout_s
+    session = config.session_timeout_s
     return {
-        "broker": f"kafka://{bootstrap}",
-        "datadir": str(workdir),
+        "broker": config.broker_url,
+        "datadir": str(config.workdir),
         "store": "rocksdb://",
         "autodiscover": False,
-        "web_port": web_port,
-        "web_bind": bind_host,
+        "web_port": config.web_port,
+        "web_bind": config.bind_host,
         "web_host": "127.0.0.1",
-        "topic_partitions": partitions,
+        "topic_partitions": config.partitions,
         "topic_replication_factor": 1,
-        "broker_commit_interval": commit_interval_s,
+        "broker_commit_interval": config.commit_interval_s,
         "broker_session_timeout": session,
         "broker_heartbeat_interval": max(0.3, session / 10),
         "broker_rebalance_timeout": max(session, 30.0),
@@ -65,28 +64,40 @@ def worker_settings(bootstrap: str, workdir: Path, web_port: int, partitions: in
 def faust_settings(config: WorkerConfig) -> dict[str, Any]:
     """The Faust app settings of a book worker."""
     return {
-        **worker_settings(config.bootstrap, config.workdir, config.web_port, config.partitions,
-                          config.commit_interval_s, config.session_timeout_s, config.bind_host),
+        **worker_settings(config),
         "stream_buffer_maxsize": 256,  # frames of up to hundreds of records each
         "table_standby_replicas": config.standby_replicas,
     }
 
 
-def create_app(config: WorkerConfig, live: LiveConfig | None = None) -> tuple[faust.App, Runtime]:
+def prepare_app(config: FaustWorkerConfig, faust_settings: dict[str, Any], batch_topics: Iterable[str]) -> BookApp:
+    """The app of a worker, its data folder made, its consumer set up as both workers need: the fetch wait, and
+    ``batch_topics`` delivered in batches (:mod:`streams.batching`)."""
     config.workdir.mkdir(parents=True, exist_ok=True)
-    app = BookApp(config.app_id, **faust_settings(config))
+    app = BookApp(config.app_id, **faust_settings)
     app.fetch_wait_ms = config.fetch_wait_ms
+    app.batch_topics, app.batch_max = frozenset(batch_topics), config.batch_max
+    return app
+
+
+def output_sink(config: FaustWorkerConfig, app: faust.App) -> OutputSink:
+    """Where a worker's outputs go: librdkafka (default) or Faust's own producer."""
+    if config.publisher == "confluent":
+        return ConfluentSink(config.bootstrap, f"{config.app_id}-{config.web_port}")
+    return FaustSink(app)
+
+
+def create_app(config: WorkerConfig, live: LiveConfig | None = None) -> tuple[faust.App, Runtime]:
+    app = prepare_app(config, faust_settings(config), batch_topics=[config.topics.frames])
     raw: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     frames = app.topic(config.topics.frames, schema=raw, partitions=config.partitions)
-    app.batch_topics, app.batch_max = frozenset({config.topics.frames}), config.batch_max
     # not schema=: the table would set its (JSON) serializers on the shared schema; bytes types give raw ones
     table = app.Table(TABLE, partitions=config.partitions, key_type=bytes, value_type=bytes,
                       extra_topic_configs=CHANGELOG_CONFIG)
     keeper = Keeper(KeeperConfig(topics=config.topics, crossed_policy=config.crossed_policy,
                                  gap_threshold=config.gap_threshold, mbp10_interval_s=config.mbp10_interval_s,
                                  worker=config.worker_name))
-    sink: OutputSink = (ConfluentSink(config.bootstrap, f"{config.app_id}-{config.web_port}")
-                        if config.publisher == "confluent" else FaustSink(app))
+    sink = output_sink(config, app)
     live = live or LiveConfig.from_settings(settings.load())
     hub = Hub(config.topics, stream_web.book_snapshot(keeper), live)  # the live view gets every output too
     runtime = Runtime(app, config, keeper, TableStore(table), TeeSink(sink, hub), Metrics())

@@ -1,10 +1,15 @@
-"""A worker's configuration: the ``ORDERFLOW_*`` settings plus what the command line overrides."""
+"""The workers' configurations: the ``ORDERFLOW_*`` settings plus what the command line overrides.
+
+:class:`FaustWorkerConfig` holds what the book and the features workers share (broker, folders, web server,
+Faust's timing, batching, the recovery watchdog); :class:`WorkerConfig` adds the book worker's own fields, and
+``streams.features_app.FeaturesConfig`` the features worker's."""
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from streams.publisher import OutputTopics
 from topics import catalog
@@ -12,25 +17,22 @@ from topics.settings import Settings
 
 
 @dataclass(frozen=True)
-class WorkerConfig:
+class FaustWorkerConfig:
+    """What every Faust worker of the project is configured with."""
+
     app_id: str  # Faust app id: consumer group, table and changelog names
     bootstrap: str  # host:port of the broker
     web_port: int
     workdir: Path  # RocksDB and Faust data of this worker (one per worker process)
-    partitions: int  # of the frames topic, and of the checkpoint table's changelog
+    partitions: int  # of the input topics, and of the checkpoint table's changelog
     commit_interval_s: float = 1.0
-    mbp10_interval_s: float = 1.0
     publisher: str = "confluent"  # confluent | faust
     session_timeout_s: float = 10.0
-    standby_replicas: int = 0
-    gap_threshold: int = 0
-    crossed_policy: str = "keep"
     loop: str = "uvloop"
     fetch_wait_ms: int = 10
     recovery_stall_s: float = 20.0  # see streams.recovery_watch
     batch_max: int = 500  # see streams.batching
     bind_host: str = "127.0.0.1"  # the web server listens here
-    topics: OutputTopics = field(default_factory=OutputTopics)
 
     @property
     def worker_name(self) -> str:
@@ -40,23 +42,43 @@ class WorkerConfig:
     def broker_url(self) -> str:
         return f"kafka://{self.bootstrap}"
 
+
+def shared_fields(settings: Settings, *, app_id: str, web_port: int, workdir: Path | None, workdir_setting: str,
+                  partitions: int, commit_interval_ms: float) -> dict[str, Any]:
+    """The :class:`FaustWorkerConfig` fields from the settings; ``workdir`` defaults to ``workdir_setting`` (the
+    worker's own setting) or ``<home>/streams/<app>-<port>``."""
+    if workdir is None:
+        workdir = Path(workdir_setting) if workdir_setting else Path(settings.home) / "streams" / f"{app_id}-{web_port}"
+    return {
+        "app_id": app_id, "bootstrap": settings.bootstrap_servers, "web_port": web_port, "workdir": workdir,
+        "partitions": partitions, "commit_interval_s": commit_interval_ms / 1000,
+        "publisher": settings.streams_publisher, "session_timeout_s": settings.streams_session_timeout_ms / 1000,
+        "loop": settings.streams_loop, "fetch_wait_ms": settings.streams_fetch_wait_ms,
+        "recovery_stall_s": settings.streams_recovery_stall_ms / 1000, "batch_max": settings.streams_batch_max,
+        "bind_host": settings.bind_host,
+    }
+
+
+@dataclass(frozen=True)
+class WorkerConfig(FaustWorkerConfig):
+    """A book worker."""
+
+    mbp10_interval_s: float = 1.0
+    standby_replicas: int = 0
+    gap_threshold: int = 0
+    crossed_policy: str = "keep"
+    topics: OutputTopics = field(default_factory=OutputTopics)
+
     @classmethod
     def from_settings(cls, settings: Settings, *, web_port: int | None = None, workdir: Path | None = None,
                       app_id: str | None = None, topic_prefix: str = "") -> WorkerConfig:
         port = web_port if web_port is not None else settings.streams_web_port
-        app = app_id or settings.streams_app_id
-        if workdir is None:
-            workdir = (Path(settings.streams_workdir) if settings.streams_workdir
-                       else Path(settings.home) / "streams" / f"{app}-{port}")
+        shared = shared_fields(settings, app_id=app_id or settings.streams_app_id, web_port=port, workdir=workdir,
+                               workdir_setting=settings.streams_workdir,
+                               partitions=settings.topic_partitions or catalog.MBO_FRAMES.partitions,
+                               commit_interval_ms=settings.streams_commit_interval_ms)
         return cls(
-            app_id=app, bootstrap=settings.bootstrap_servers, web_port=port, workdir=workdir,
-            partitions=settings.topic_partitions or catalog.MBO_FRAMES.partitions,
-            commit_interval_s=settings.streams_commit_interval_ms / 1000,
-            mbp10_interval_s=settings.streams_mbp10_interval_ms / 1000,
-            publisher=settings.streams_publisher, session_timeout_s=settings.streams_session_timeout_ms / 1000,
+            **shared, mbp10_interval_s=settings.streams_mbp10_interval_ms / 1000,
             standby_replicas=settings.streams_standby_replicas, gap_threshold=settings.streams_gap_threshold,
-            crossed_policy=settings.crossed_policy, loop=settings.streams_loop,
-            fetch_wait_ms=settings.streams_fetch_wait_ms, recovery_stall_s=settings.streams_recovery_stall_ms / 1000,
-            batch_max=settings.streams_batch_max, bind_host=settings.bind_host,
-            topics=OutputTopics.with_prefix(topic_prefix),
+            crossed_policy=settings.crossed_policy, topics=OutputTopics.with_prefix(topic_prefix),
         )
