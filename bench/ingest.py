@@ -103,7 +103,7 @@ async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, 
         await asyncio.sleep(0.001)
     wall0, cpu0, ru0 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
     deadline = wall0 + args.max_seconds
-    while ingest.latency.count < total and time.perf_counter() < deadline:
+    while acked(ingest) < total and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -112,7 +112,7 @@ async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, 
     st = [v.stats for v in ingest.venues]
     return {
         "wall_s": wall, "cpu_s": cpu, "user_s": ru.ru_utime - ru0.ru_utime, "sys_s": ru.ru_stime - ru0.ru_stime,
-        "acked": ingest.latency.count, "expected": total, "messages": sum(s.messages for s in st),
+        "acked": acked(ingest), "expected": total, "messages": sum(s.messages for s in st),
         "trades": sum(s.trades for s in st), "quotes": sum(s.quotes for s in st),
         "books": sum(s.book_updates for s in st), "drops": ingest.queue.dropped,
         "p50_ms": ingest.latency.quantile(0.50) * 1e3, "p99_ms": ingest.latency.quantile(0.99) * 1e3,
@@ -120,15 +120,21 @@ async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, 
     }
 
 
+def acked(ingest: Ingest) -> int:
+    """Records acknowledged by the broker (counted as published with ``--no-kafka``)."""
+    return ingest.publisher.acked
+
+
 def null_publish(ingest: Ingest) -> Any:
     """``--no-kafka``: count each record as published and acknowledged at once (sockets + parsing + books only)."""
-    observe, stats = ingest.latency.observe, ingest.stats
+    observe, stats, publisher = ingest.latency.observe, ingest.stats, ingest.publisher
 
     def publish(batch: list[Any]) -> None:
         now = time.time_ns()
         for r in batch:
             stats[r.venue].published += 1
             observe((now - r.ts_recv) / 1e9)
+        publisher.acked += len(batch)
 
     return publish
 

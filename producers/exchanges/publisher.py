@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 _ratelimited = RateLimitedLog(logger)
 
 TOPIC_OF: dict[type, str] = {TradeTick: TICKS_TRADES.name, QuoteTick: TICKS_QUOTES.name, L2Update: TICKS_BOOK.name}
+# Every n-th acknowledged record feeds the latency histogram: reading its timestamp and the clock and filing it
+# cost 1.2-1.7 µs of the 5.6 µs a delivery report costs per record (`produce` and librdkafka included), and every
+# 8th of 100,000 records a second still samples the distribution 12,500 times a second.
+LATENCY_SAMPLE_EVERY = 8
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -98,6 +102,7 @@ class KafkaPublisher:
         self._keys: dict[tuple[str, str], bytes] = {}
         self.errors = 0
         self.in_flight = 0
+        self.acked = 0  # records the broker acknowledged
 
     def _key(self, r: Record) -> bytes:
         k = (r.venue, r.symbol)
@@ -112,7 +117,9 @@ class KafkaPublisher:
             self.errors += 1
             _ratelimited.warning("delivery", time.monotonic(), "delivery to %s failed: %s", msg.topic(), err)
             return
-        self.latency.observe((self._clock() // 1_000_000 - msg.timestamp()[1]) / 1e3)
+        self.acked += 1
+        if self.acked % LATENCY_SAMPLE_EVERY == 0:
+            self.latency.observe((self._clock() // 1_000_000 - msg.timestamp()[1]) / 1e3)
 
     def publish(self, batch: list[Record]) -> None:
         """Hand ``batch`` to librdkafka; raises ``BufferError`` (with the unsent tail kept) when its queue is full."""
