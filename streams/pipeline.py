@@ -35,13 +35,13 @@ SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "databento" / "nautilus" / "e
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
 PROGRESS_EVERY_S = 5.0
+FAKE_EXCHANGE = "fake exchange"
 MAX_RESTARTS = 3  # a worker or service that fails is started again this many times before the run gives up
 OUTPUT_TOPICS = (catalog.BOOK_BBO, catalog.BOOK_MBP10, catalog.BOOK_TRADES, catalog.BOOK_ANOMALIES,
                  catalog.DEAD_LETTER)
-# what the demo's sink stores: not features.bars, whose 1,483 rows per instrument and bar, for every second of a
-# day replayed at full speed, would keep the sink behind for hours (the bars stay on their topic and /features)
+# what the demo's sink stores: every output topic (feature bars are one feature_vectors row each)
 SINK_TOPICS = (catalog.BOOK_BBO, catalog.BOOK_MBP10, catalog.BOOK_TRADES, catalog.BOOK_ANOMALIES,
-               catalog.TICKS_TRADES, catalog.TICKS_QUOTES, catalog.SIGNALS_REGIME)
+               catalog.TICKS_TRADES, catalog.TICKS_QUOTES, catalog.FEATURES_BARS, catalog.SIGNALS_REGIME)
 
 
 @dataclass
@@ -164,7 +164,7 @@ def start_services(settings: Settings, args: argparse.Namespace) -> list[Child]:
     if args.exchange != "none":
         fake_port = free_port()
         fake_cmd = _orderflow("fake-exchange", "--venue", args.exchange, "--port", str(fake_port))
-        services.append(_start("fake exchange", fake_cmd, logs / "fake-exchange.log", fake_port, health=None))
+        services.append(_start(FAKE_EXCHANGE, fake_cmd, logs / "fake-exchange.log", fake_port, health=None))
         port = settings.exchange_metrics_port
         ingest_cmd = _orderflow("ingest", "--venues", args.exchange, "--metrics-port", str(port),
                                 "--endpoint-override", f"{args.exchange}=ws://127.0.0.1:{fake_port}")
@@ -325,13 +325,15 @@ def shutdown(settings: Settings, workers: list[Child], services: list[Child], re
              down: bool) -> None:
     if replay is not None:
         stop(replay, signal.SIGTERM, timeout=10.0)
-    children = workers + services
+    # the fake exchange goes last: the ingest closes its WebSockets with a handshake the exchange must answer
+    sources = [c for c in services if c.name == FAKE_EXCHANGE]
+    children = workers + [c for c in services if c not in sources]
     for w in children:  # each checkpoints or commits what it has and leaves its group
         if w.alive():
             w.proc.send_signal(signal.SIGTERM)
-    for w in children:
+    for w in children + sources:
         stop(w)
-    if children:
+    if children or sources:
         print(f"stopped {len(workers)} worker(s)" + (f" and {', '.join(c.name for c in services)}" if services
                                                      else ""), flush=True)
     if down:
