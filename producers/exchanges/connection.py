@@ -17,7 +17,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 _ratelimited = RateLimitedLog(logger, interval_s=10.0)
 TEXT, BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
 WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)  # the watchdog guards receiving
+STOP_GRACE_S = 3.0  # how long a connection may take to close once the ingest stops
 YIELD_EVERY = 64  # frames handled before giving the event loop to the other tasks
 
 Sink = Callable[[list[Record]], object]
@@ -86,7 +87,7 @@ class Connector:
         """Connect and reconnect until ``stop`` is set."""
         attempt = 0
         while not stop.is_set():
-            got_messages = await self._session_once(stop)
+            got_messages = await self._until_stopped(self._session_once(stop), stop)
             if stop.is_set():
                 break
             attempt = 0 if got_messages else attempt + 1
@@ -97,6 +98,29 @@ class Connector:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
         await self._cancel_tasks()
+
+    async def _until_stopped(self, session: Coroutine[Any, Any, bool], stop: asyncio.Event) -> bool:
+        """Run one connection's life; once ``stop`` is set it has ``STOP_GRACE_S`` to close cleanly and is then cut
+        off. A peer that keeps sending after our close frame would otherwise hold the close handshake (and the
+        process's exit) for as long as it sends: aiohttp reads on until the peer's close frame."""
+        life = asyncio.ensure_future(session)
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({life, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not life.done():
+                await asyncio.wait({life}, timeout=STOP_GRACE_S)
+            if not life.done():
+                logger.warning("%s: the connection did not close within %.1f s of the stop: cut off",
+                               self.venue.name, STOP_GRACE_S)
+                life.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await life
+                return True
+            return life.result()
+        finally:
+            stopped.cancel()
+            if not life.done():  # run() itself was cancelled
+                life.cancel()
 
     def _record_delay(self, delay: float) -> None:
         delays = self.state.delays
