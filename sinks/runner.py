@@ -66,8 +66,8 @@ class SinkConfig:
             "bootstrap.servers": self.bootstrap_servers, "group.id": self.group_id,
             "enable.auto.commit": False, "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 100, "queued.max.messages.kbytes": 32768, "client.id": "orderflow-sink",
-            # 1 MB per partition and request (the default) makes a backlog arrive in many round trips: 3x slower
-            # to read in wall time than 4 MB (bench/sink.py); memory stays within queued.max.messages.kbytes
+            # 1 MB per partition and request (the default) makes a backlog arrive in many more round trips;
+            # memory stays within queued.max.messages.kbytes
             "max.partition.fetch.bytes": 4 << 20,
             "error_cb": _kafka_error,
         }
