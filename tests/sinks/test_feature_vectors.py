@@ -1,4 +1,4 @@
-"""Feature bars as arrays (migration 0005) on a real PostgreSQL: the float8[] COPY encoding, set ids computed alike
+"""Feature bars as arrays (migrations 0005, 0006) on a real PostgreSQL: the float8[] COPY encoding, set ids alike
 in Python and SQL, bars stored through the sink's store read back through the view ``feature_bars``, and the
 migration of existing long rows (in TimescaleDB mode also from a compressed hypertable with policies)."""
 
@@ -220,7 +220,7 @@ def test_migration_0005_moves_long_rows_into_vectors_and_the_view_returns_them(
 
         report = migrate.migrate(conn)
 
-        assert [m.version for m in report.applied] == [5]
+        assert [m.version for m in report.applied] == [5, 6]  # the vectors, then their time layout
         assert conn.execute("SELECT relkind FROM pg_class WHERE oid = 'feature_bars'::regclass").fetchone() == ("v",)
         assert view_rows(conn) == long_form(records)
         vectors = conn.execute("SELECT instrument, interval_ns, set_id, vals FROM feature_vectors "
@@ -228,6 +228,7 @@ def test_migration_0005_moves_long_rows_into_vectors_and_the_view_returns_them(
         sets = dict(conn.execute("SELECT set_id, names FROM feature_sets").fetchall())
         if old.mode == migrate.TIMESCALE:
             assert jobs == 2 and jobs_of(conn, "feature_bars") == []  # dropped with the hypertable
+            assert conn.execute("SELECT count(*) FROM ONLY feature_vectors").fetchone() == (0,)  # all in chunks
             schema.apply_policies(conn, load({}, db_retention_days=30))
             assert sorted(p for _, p in jobs_of(conn, "feature_vectors")) == ["policy_compression",
                                                                                 "policy_retention"]
@@ -247,4 +248,4 @@ def test_migration_0005_over_an_empty_long_table_and_a_new_bar_afterwards(migrat
 
     with psycopg.connect(migrated_dsn) as conn:
         assert view_rows(conn) == long_form(records)
-        assert conn.execute("SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1").fetchone() == (5,)
+        assert conn.execute("SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1").fetchone() == (6,)

@@ -2,9 +2,8 @@
 -- float8[] in the order of its feature set, instead of one feature_bars row per feature (1,483 rows per bar: 3.7M
 -- rows/s at 2,500 instruments and 1 s bars). feature_sets maps a set_id to its ordered name list; the view
 -- feature_bars gives the long form back with the same columns, so queries written for the table keep working.
--- See docs/sinks.md. TimescaleDB variant: a hypertable with compression segmented by instrument, like
--- 0002_time.timescale.sql. Dropping the feature_bars hypertable drops its chunks (compressed ones too) and its
--- compression and retention jobs; `orderflow db migrate` then sets the policies on feature_vectors.
+-- See docs/sinks.md. The time layout of feature_vectors (BRIN, or a compressed hypertable) is migration 0006, as
+-- 0002 is for the tables of 0001.
 
 -- The set id: the first 16 hex digits of the md5 of the names joined by a line break, as a signed bigint;
 -- sinks.tables.feature_set_id computes the same value in Python.
@@ -40,11 +39,6 @@ COMMENT ON TABLE feature_vectors IS 'Feature values per instrument per bar, one 
 -- Out of line without pglz: feature values are high-entropy doubles that pglz barely shrinks, and compressing
 -- every 12 KB vector cost the server most of its insert time (bench/sink.py --table feature_vectors).
 ALTER TABLE feature_vectors ALTER COLUMN vals SET STORAGE EXTERNAL;
--- A row holds ~12 KB of values (1,483 doubles, stored out of line): at 2,500 instruments and 1 s bars an hour is
--- 9M rows, so hour chunks like the other high-rate tables. Every key column is a segmentby or orderby column.
-SELECT create_hypertable('feature_vectors', 'ts', chunk_time_interval => INTERVAL '1 hour', if_not_exists => true);
-ALTER TABLE feature_vectors SET (timescaledb.compress, timescaledb.compress_segmentby = 'instrument',
-                                 timescaledb.compress_orderby = 'ts, interval_ns');
 
 -- The long rows, one vector per bar with the names in byte order (COLLATE "C": the same order on every server).
 CREATE TEMP TABLE feature_bars_grouped ON COMMIT DROP AS
