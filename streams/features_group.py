@@ -93,7 +93,10 @@ class Pending:
     ts: int  # event time
     value: bytes
     record: Record
-    key: str  # its instrument (``instrument_key``)
+    key: str = field(init=False)  # its instrument, looked up at every bar close
+
+    def __post_init__(self) -> None:
+        self.key = instrument_key(self.record)
 
 
 @dataclass
@@ -145,10 +148,7 @@ class Group:
         group.number, group.engine, group.base = number, engine, engine.config.intervals_ns[0]
         group.detectors = [RegimeDetector.restore(d) for d in entry.detectors]
         group.positions, group.clocks, group.open_end = entry.positions, entry.clocks, entry.open_end
-        group.pending = []
-        for t, o, ts, v in entry.pending:
-            record: Record = decode(types[t], v)
-            group.pending.append(Pending(t, o, ts, v, record, instrument_key(record)))
+        group.pending = [Pending(t, o, ts, v, decode(types[t], v)) for t, o, ts, v in entry.pending]
         group.checkpointed = dict(entry.positions)
         group.snapshot_end = entry.open_end
         group.latest, group.regimes = {}, {}
@@ -197,7 +197,7 @@ class GroupKeeper:
         self.last_recv = record.ts_recv
         ts = max(record.ts_recv, group.clocks.get(topic, 0))
         group.clocks[topic] = ts
-        item = Pending(topic, offset, ts, value or b"", record, instrument_key(record))
+        item = Pending(topic, offset, ts, value or b"", record)
         if group.open_end and ts < group.open_end and item.key in group.engine.slots:
             if ts < group.open_end - group.base:
                 self.tally.late += 1
