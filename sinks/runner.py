@@ -91,8 +91,7 @@ class Sink:
         queue_bound = max(config.batch_rows, config.max_pending_rows - config.batch_rows)
         self.writer = Writer(connect, self.metrics, queue_bound, Backoff(0.1, 5.0))
         self._decoders: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], Any], bool]] = {
-            topic: (spec.name, codec.decoder(spec.record_type).decode, spec.convert, spec.multi)
-            for topic, spec in config.topics.items()
+            topic: spec.decoding() for topic, spec in config.topics.items()
         }
         self._stop = threading.Event()
         self._assigned: set[TP] = set()
@@ -269,7 +268,11 @@ class Sink:
         reason = str(error)
         if not isinstance(error, RowError):
             try:
-                codec.decode(self.config.topics[topic].record_type, msg.value())  # type: ignore[arg-type]
+                spec = self.config.topics[topic]
+                if spec.framed:
+                    codec.decode_records(spec.record_type, msg.value())  # type: ignore[arg-type]
+                else:
+                    codec.decode(spec.record_type, msg.value())  # type: ignore[arg-type]
             except DecodeError as e:
                 reason = str(e)
         self._dead.send(msg, reason)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sinks.errors import RowError
-from topics import catalog, records
+from topics import catalog, codec, records
 from topics.records import (
     BboUpdate,
     BookAnomaly,
@@ -93,6 +93,24 @@ class TableSpec:
     @property
     def record_type(self) -> type:
         return getattr(records, catalog.topic(self.topic).value)
+
+    @property
+    def framed(self) -> bool:
+        """Whether the topic's values may be frames (JSON arrays of records), as the tick topics' are."""
+        return catalog.topic(self.topic).framed
+
+    def decoding(self) -> tuple[str, Callable[[Any], Any], Callable[[Any], Any], bool]:
+        """(table, decode, convert, multi) for the sink's hot path. A framed topic's value decodes to a record or
+        a list of records, and converts to the items of all of them (so ``multi``)."""
+        if not self.framed:
+            return self.name, codec.decoder(self.record_type).decode, self.convert, self.multi
+        convert, multi = self.convert, self.multi
+
+        def convert_frame(value: Any) -> list[Any]:
+            items = [convert(r) for r in (value if type(value) is list else (value,))]
+            return [item for many in items for item in many] if multi else items
+
+        return self.name, codec.frame_decoder(self.record_type).decode, convert_frame, True
 
     @property
     def column_names(self) -> tuple[str, ...]:

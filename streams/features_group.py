@@ -26,6 +26,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -33,7 +34,7 @@ import msgspec
 from processors.features import FeatureConfig, FeatureEngine, FeatureFrame, Record, instrument_key
 from processors.regime import RegimeConfig, RegimeDetector, RegimeUpdate
 from topics import catalog
-from topics.codec import decode, encode
+from topics.codec import decode, decode_records, encode
 from topics.errors import DecodeError
 from topics.records import BboUpdate, BookTrade, DeadLetter, Mbp10Snapshot, QuoteTick, TradeTick
 
@@ -67,6 +68,26 @@ class FeatureTopics:
         return {self.bbo: BboUpdate, self.mbp10: Mbp10Snapshot, self.book_trades: BookTrade,
                 self.tick_trades: TradeTick, self.tick_quotes: QuoteTick}
 
+    def framed(self) -> set[str]:
+        """The inputs whose messages may be frames of records (``framed`` in the topic catalog)."""
+        return {getattr(self, name) for name, spec in _INPUT_SPECS.items() if spec.framed}
+
+
+_INPUT_SPECS = {"bbo": catalog.BOOK_BBO, "mbp10": catalog.BOOK_MBP10, "book_trades": catalog.BOOK_TRADES,
+                "tick_trades": catalog.TICKS_TRADES, "tick_quotes": catalog.TICKS_QUOTES}
+
+
+def _behind_in(topic: str, caught_up: Callable[[str], bool], other: str) -> bool:
+    """``caught_up`` while ``topic`` has records left in the frame being taken."""
+    return other != topic and caught_up(other)
+
+
+def _decoder_of(record_type: type, framed: bool) -> Callable[[bytes], list[Any]]:
+    """A message value -> its records (one, or a frame's)."""
+    if framed:
+        return lambda value: decode_records(record_type, value)
+    return lambda value: [decode(record_type, value)]
+
 
 class GroupCheckpoint(msgspec.Struct, kw_only=True):
     """One group's whole state, written at commit boundaries into the checkpoint table (msgpack, then zlib)."""
@@ -91,7 +112,6 @@ class Pending:
     topic: str
     offset: int
     ts: int  # event time
-    value: bytes
     record: Record
     key: str = field(init=False)  # its instrument, looked up at every bar close
 
@@ -131,7 +151,7 @@ class Group:
         entry = GroupCheckpoint(
             group=self.number, positions=dict(self.positions), clocks=dict(self.clocks), open_end=self.open_end,
             engine=self.engine.checkpoint(), detectors=[d.checkpoint() for d in self.detectors],
-            pending=[(p.topic, p.offset, p.ts, p.value) for p in self.pending])
+            pending=[(p.topic, p.offset, p.ts, encode(p.record)) for p in self.pending])
         return zlib.compress(_encoder.encode(entry), COMPRESSION_LEVEL)
 
     @classmethod
@@ -148,7 +168,7 @@ class Group:
         group.number, group.engine, group.base = number, engine, engine.config.intervals_ns[0]
         group.detectors = [RegimeDetector.restore(d) for d in entry.detectors]
         group.positions, group.clocks, group.open_end = entry.positions, entry.clocks, entry.open_end
-        group.pending = [Pending(t, o, ts, v, decode(types[t], v)) for t, o, ts, v in entry.pending]
+        group.pending = [Pending(t, o, ts, decode(types[t], v)) for t, o, ts, v in entry.pending]
         group.checkpointed = dict(entry.positions)
         group.snapshot_end = entry.open_end
         group.latest, group.regimes = {}, {}
@@ -161,6 +181,7 @@ class GroupKeeper:
     def __init__(self, topics: FeatureTopics, features: FeatureConfig, regime: RegimeConfig) -> None:
         self.topics = topics
         self.types = topics.inputs()
+        self.decoders = {topic: _decoder_of(t, topic in topics.framed()) for topic, t in self.types.items()}
         self.features = features
         self.regime = regime
         self.groups: dict[int, Group] = {}
@@ -180,7 +201,8 @@ class GroupKeeper:
     # ------------------------------------------------------------------ records
     def handle(self, number: int, topic: str, offset: int, key: bytes | None, value: bytes | None,
                caught_up: Callable[[str], bool], now_ns: int) -> list[Output]:
-        """Take the record at ``offset`` of ``topic`` in group ``number``; the outputs it releases, in order."""
+        """Take the message at ``offset`` of ``topic`` in group ``number`` (one record, or a frame of records of
+        a tick topic); the outputs it releases, in order."""
         group = self.groups[number]
         if offset < group.positions.get(topic, 0):
             self.tally.skipped += 1  # the checkpoint already holds it
@@ -188,27 +210,39 @@ class GroupKeeper:
         group.positions[topic] = offset + 1
         out: list[Output] = []
         try:
-            record: Any = decode(self.types[topic], value if value is not None else b"")
+            records = self.decoders[topic](value if value is not None else b"")
         except DecodeError as e:
             reason = "no value (null message)" if value is None else str(e)
             out.append(self.dead_letter(topic, number, offset, key, value or b"", reason, now_ns))
             return self.count(out + self.pump(group, caught_up, now_ns))
+        if len(records) > 1:  # the frame's later records are still to come: its stream is not caught up yet
+            within = partial(_behind_in, topic, caught_up)
+            for record in records[:-1]:
+                self._take(group, topic, offset, record, within, out, now_ns)
+        if records:
+            self._take(group, topic, offset, records[-1], caught_up, out, now_ns)
+        return self.count(out)
+
+    def _take(self, group: Group, topic: str, offset: int, record: Any, caught_up: Callable[[str], bool],
+              out: list[Output], now_ns: int) -> None:
+        """One record: into the open bar when it belongs there and no bar can close, else pending, then close
+        what the group clock has passed."""
         self.tally.records += 1
         self.last_recv = record.ts_recv
         ts = max(record.ts_recv, group.clocks.get(topic, 0))
         group.clocks[topic] = ts
-        item = Pending(topic, offset, ts, value or b"", record)
+        item = Pending(topic, offset, ts, record)
         if group.open_end and ts < group.open_end and item.key in group.engine.slots:
             if ts < group.open_end - group.base:
                 self.tally.late += 1
             self._feed(group, item, out, now_ns)
             if not caught_up(topic):  # the clock is at most ts: no bar can close (the common case, cheap)
-                return self.count(out)
+                return
             if max(group.clocks.values()) < group.open_end:  # the group clock is at most that: nothing closes
-                return self.count(out)
+                return
         else:
             group.pending.append(item)
-        return self.count(out + self.pump(group, caught_up, now_ns))
+        out += self.pump(group, caught_up, now_ns)
 
     def count(self, out: list[Output]) -> list[Output]:
         if out:
@@ -281,7 +315,7 @@ class GroupKeeper:
         except Exception as e:  # a record the engine cannot take: keep going, keep the evidence
             logger.exception("feature engine failed on a record", extra={
                 "topic": item.topic, "partition": group.number, "offset": item.offset})
-            out.append(self.dead_letter(item.topic, group.number, item.offset, None, item.value,
+            out.append(self.dead_letter(item.topic, group.number, item.offset, None, encode(item.record),
                                         f"feature engine error: {e!r}", now_ns))
 
     def _publish(self, group: Group, frames: list[FeatureFrame], out: list[Output]) -> None:

@@ -24,6 +24,8 @@ class TopicSpec:
     retention_ms: int = 7 * DAY_MS
     description: str = ""
     extra_config: dict[str, str] = field(default_factory=dict)
+    # A value is one record or a frame: a JSON array of consecutive records of the key (topics.codec.decode_records)
+    framed: bool = False
 
     def config(self) -> dict[str, str]:
         """Topic-level configs as Kafka's admin API takes them."""
@@ -38,14 +40,16 @@ MBO_FRAMES = TopicSpec(
     extra_config={"max.message.bytes": str(8 * 1024 * 1024)},
 )
 TICKS_TRADES = TopicSpec(
-    "ticks.trades", "venue:symbol", "TradeTick", 8, description="Normalized exchange trades"
+    "ticks.trades", "venue:symbol", "TradeTick", 8, description="Normalized exchange trades", framed=True,
 )
 TICKS_QUOTES = TopicSpec(
-    "ticks.quotes", "venue:symbol", "QuoteTick", 8, description="Normalized exchange best bid/ask quotes"
+    "ticks.quotes", "venue:symbol", "QuoteTick", 8, description="Normalized exchange best bid/ask quotes",
+    framed=True,
 )
 TICKS_BOOK = TopicSpec(
     "ticks.book", "venue:symbol", "L2Update", 8, retention_ms=2 * DAY_MS,
     description="Normalized exchange L2 book updates (validated by the venue's sequence/checksum rules)",
+    framed=True,
 )
 BOOK_BBO = TopicSpec(
     "book.bbo", "instrument_id", "BboUpdate", 8, description="Top of book, published when it changes"

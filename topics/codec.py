@@ -7,6 +7,7 @@ ranges; anything wrong raises :class:`topics.errors.DecodeError` naming the fiel
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -18,6 +19,7 @@ T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+_frame_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 _PATH = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 
@@ -33,6 +35,11 @@ def encode(record: msgspec.Struct) -> bytes:
     return _encoder.encode(record)
 
 
+def encode_frame(frame: Sequence[msgspec.Struct]) -> bytes:
+    """JSON bytes of a frame: a JSON array of records (the value of a framed topic's message)."""
+    return _encoder.encode(frame)
+
+
 def decoder(record_type: type[T]) -> msgspec.json.Decoder[T]:
     """A cached, reusable decoder for ``record_type``."""
     dec = _decoders.get(record_type)
@@ -41,13 +48,31 @@ def decoder(record_type: type[T]) -> msgspec.json.Decoder[T]:
     return dec
 
 
+def frame_decoder(record_type: type[T]) -> msgspec.json.Decoder[list[T] | T]:
+    """A cached decoder for a framed topic's values: one ``record_type`` object, or a JSON array of them."""
+    dec = _frame_decoders.get(record_type)
+    if dec is None:
+        dec = _frame_decoders[record_type] = msgspec.json.Decoder(list[record_type] | record_type)  # type: ignore
+    return dec
+
+
+def decode_records(record_type: type[T], data: bytes | bytearray | memoryview | str) -> list[T]:
+    """The records of a framed topic's value (``TopicSpec.framed``): a frame ``[{...}, {...}]`` or one record
+    ``{...}``; raises :class:`DecodeError` naming what was wrong (``$[3].price`` for a frame's fourth record)."""
+    value = _decode(frame_decoder(record_type), record_type.__name__, data)
+    return value if type(value) is list else [value]
+
+
 def decode(record_type: type[T], data: bytes | bytearray | memoryview | str) -> T:
     """Decode and validate ``data`` as ``record_type``; raises :class:`DecodeError` naming what was wrong."""
-    name = record_type.__name__
+    return _decode(decoder(record_type), record_type.__name__, data)
+
+
+def _decode(dec: msgspec.json.Decoder[Any], name: str, data: bytes | bytearray | memoryview | str) -> Any:
     if data is None:
         raise DecodeError(name, "no value (null message)")
     try:
-        value = decoder(record_type).decode(data)
+        value = dec.decode(data)
     except msgspec.ValidationError as e:
         reason, path = _split(str(e))
         raise DecodeError(name, reason, path) from e

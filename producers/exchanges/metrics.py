@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from producers.exchanges.connection import Connector
-from producers.exchanges.publisher import LATENCY_SAMPLE_EVERY, LatencyHistogram
+from producers.exchanges.publisher import LatencyHistogram
 from producers.exchanges.queue import DropQueue
 
 PREFIX = "orderflow_exchange"
@@ -65,7 +65,7 @@ class IngestCollector(Collector):
             cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
         return HistogramMetricFamily(
             f"{PREFIX}_receipt_to_publish_seconds",
-            f"Our receipt (ts_recv) to the Kafka acknowledgement, of every {LATENCY_SAMPLE_EVERY}th record",
+            "Our receipt (ts_recv) to the Kafka acknowledgement, per record (the oldest record of its frame's)",
             buckets=cumulative, sum_value=h.sum,
         )
 

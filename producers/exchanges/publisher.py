@@ -1,8 +1,15 @@
-"""Publishing normalized ticks to Kafka with confluent-kafka: idempotent, lz4, keyed ``venue:symbol``.
+"""Publishing normalized ticks to Kafka with confluent-kafka: idempotent, lz4, keyed ``venue:symbol``, framed.
 
 TradeTick -> ``ticks.trades``, QuoteTick -> ``ticks.quotes``, L2Update -> ``ticks.book`` (see :mod:`topics.catalog`).
-Each Kafka record's timestamp is our receipt time ``ts_recv`` (ms); receipt-to-Kafka latency (that timestamp to the
-broker's acknowledgement) is observed on delivery, at millisecond resolution.
+A Kafka message is a *frame*: a JSON array of consecutive records of one ``venue:symbol`` (the MBO frames' idea,
+one level up from Kafka's batches). The publisher frames what the queue holds when it drains it, so a quiet feed
+sends one record per message (no wait is added) and a busy one up to :data:`FRAME_MAX_RECORDS`: one produce call,
+one delivery report and one broker record per frame instead of per tick. Consumers decode either form
+(:func:`topics.codec.decode_records`).
+
+Each Kafka message's timestamp is the receipt time ``ts_recv`` (ms) of its oldest record; receipt-to-Kafka latency
+(that timestamp to the broker's acknowledgement) is observed on delivery for every record of the frame, at
+millisecond resolution: an upper bound for the frame's younger records.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ import bisect
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 import msgspec
 from confluent_kafka import KafkaError, Message, Producer
@@ -28,10 +36,6 @@ logger = logging.getLogger(__name__)
 _ratelimited = RateLimitedLog(logger)
 
 TOPIC_OF: dict[type, str] = {TradeTick: TICKS_TRADES.name, QuoteTick: TICKS_QUOTES.name, L2Update: TICKS_BOOK.name}
-# Every n-th acknowledged record feeds the latency histogram: reading its timestamp and the clock and filing it
-# is a large share of a delivery report's cost, and every 8th of 100,000 records a second still samples the
-# distribution 12,500 times a second.
-LATENCY_SAMPLE_EVERY = 8
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -45,12 +49,13 @@ class LatencyHistogram:
         self.count = 0
         self.samples: list[float] | None = [] if keep_samples else None
 
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
-        self.sum += seconds
-        self.count += 1
+    def observe(self, seconds: float, n: int = 1) -> None:
+        """``n`` observations of ``seconds`` (the records of one frame)."""
+        self.counts[bisect.bisect_left(self.buckets, seconds)] += n
+        self.sum += seconds * n
+        self.count += n
         if self.samples is not None:
-            self.samples.append(seconds)
+            self.samples.extend([seconds] * n)
 
     def quantile(self, q: float) -> float:
         """Exact from kept samples, else the upper bound of the bucket holding the quantile."""
@@ -82,17 +87,51 @@ def producer_config(bootstrap: str, extra: Mapping[str, Any] | None = None) -> d
     return conf
 
 
+FRAME_MAX_RECORDS = 1_000  # ticks of one venue:symbol in one Kafka message at most
+FRAME_MAX_BYTES = 512 * 1024  # and this many bytes of JSON at most (a frame over it is split; one record never is)
+
+
+class Frame(NamedTuple):
+    """Consecutive records of one topic and key, published as one Kafka message (a JSON array)."""
+
+    topic: str
+    key: bytes
+    records: list[Record]
+
+
+def frames_of(batch: list[Record], topic_of: Mapping[type, str], key_of: Callable[[Record], bytes],
+              max_records: int = FRAME_MAX_RECORDS) -> list[Frame]:
+    """``batch`` cut into frames: the records of each (topic, key) in their order, at most ``max_records`` each.
+
+    Frames come in the order of their first record; records of different keys are in different partitions (or
+    at least in no order a consumer relies on), so only the order within a key is kept, and it is.
+    """
+    groups: dict[tuple[type, str, str], list[Record]] = {}
+    for r in batch:
+        where = (type(r), r.venue, r.symbol)
+        rows = groups.get(where)
+        if rows is None:
+            rows = groups[where] = []
+        rows.append(r)
+    frames: list[Frame] = []
+    for (kind, _, _), rows in groups.items():
+        topic, key = topic_of[kind], key_of(rows[0])
+        if len(rows) <= max_records:
+            frames.append(Frame(topic, key, rows))
+        else:
+            frames += [Frame(topic, key, rows[i:i + max_records]) for i in range(0, len(rows), max_records)]
+    return frames
+
+
 class KafkaPublisher:
-    """Drains a :class:`DropQueue` into Kafka; counts published records per venue."""
+    """Drains a :class:`DropQueue` into Kafka, one message per :class:`Frame`; counts records per venue."""
 
     def __init__(
         self, bootstrap: str, stats: Mapping[str, VenueStats], latency: LatencyHistogram,
         extra_config: Mapping[str, Any] | None = None, clock: Callable[[], int] = time.time_ns,
-        topics: Mapping[str, str] | None = None,
+        topics: Mapping[str, str] | None = None, frame_max: int = FRAME_MAX_RECORDS,
     ) -> None:
-        # one delivery callback for every message (cheaper than a closure per message); the Kafka timestamp of
-        # each record is our receipt time (ms), so the callback measures receipt-to-acknowledgement from it
-        self._producer = Producer({**producer_config(bootstrap, extra_config), "on_delivery": self._delivered})
+        self._producer = Producer(producer_config(bootstrap, extra_config))
         names = {**{t.__name__: name for t, name in TOPIC_OF.items()}, **(topics or {})}
         self._topic_of = {t: names[t.__name__] for t in TOPIC_OF}  # record type -> topic (tests rename them)
         self._stats = stats
@@ -100,9 +139,11 @@ class KafkaPublisher:
         self._clock = clock
         self._encode = msgspec.json.Encoder().encode
         self._keys: dict[tuple[str, str], bytes] = {}
-        self.errors = 0
-        self.in_flight = 0
+        self.frame_max = frame_max
+        self.errors = 0  # records whose delivery failed
+        self.in_flight = 0  # records handed to librdkafka and not yet acknowledged or failed
         self.acked = 0  # records the broker acknowledged
+        self.messages = 0  # Kafka messages (frames) produced
 
     def _key(self, r: Record) -> bytes:
         k = (r.venue, r.symbol)
@@ -111,29 +152,45 @@ class KafkaPublisher:
             key = self._keys[k] = f"{r.venue}:{r.symbol}".encode()
         return key
 
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        self.in_flight -= 1
+    def _delivered(self, count: int, err: KafkaError | None, msg: Message) -> None:
+        """Delivery report of one frame of ``count`` records. Its Kafka timestamp is the receipt time of its
+        oldest record, so the latency observed (for every record of the frame) is an upper bound for each."""
+        self.in_flight -= count
         if err is not None:
-            self.errors += 1
-            _ratelimited.warning("delivery", time.monotonic(), "delivery to %s failed: %s", msg.topic(), err)
+            self.errors += count
+            _ratelimited.warning("delivery", time.monotonic(), "delivery of %d records to %s failed: %s", count,
+                                 msg.topic(), err)
             return
-        self.acked += 1
-        if self.acked % LATENCY_SAMPLE_EVERY == 0:
-            self.latency.observe((self._clock() // 1_000_000 - msg.timestamp()[1]) / 1e3)
+        self.acked += count
+        self.latency.observe((self._clock() // 1_000_000 - msg.timestamp()[1]) / 1e3, count)
 
     def publish(self, batch: list[Record]) -> None:
-        """Hand ``batch`` to librdkafka; raises ``BufferError`` (with the unsent tail kept) when its queue is full."""
-        produce, encode, stats = self._producer.produce, self._encode, self._stats
-        topic_of = self._topic_of
-        for i, r in enumerate(batch):
+        """Hand ``batch`` to librdkafka as frames; raises ``BufferError`` when its queue is full, with ``batch``
+        cut down to the records not handed over (each key's records still in order)."""
+        produce, encode, stats, delivered = self._producer.produce, self._encode, self._stats, self._delivered
+        frames = frames_of(batch, self._topic_of, self._key, self.frame_max)
+        for i, frame in enumerate(frames):
+            records = frame.records
             try:
-                produce(topic_of[type(r)], encode(r), self._key(r), timestamp=r.ts_recv // 1_000_000)
+                for part in self._parts(records, encode(records)):
+                    produce(frame.topic, part[1], frame.key, timestamp=part[0][0].ts_recv // 1_000_000,
+                            on_delivery=partial(delivered, len(part[0])))
+                    self.in_flight += len(part[0])
+                    self.messages += 1
+                    stats[records[0].venue].published += len(part[0])  # one key, so one venue
+                    del records[: len(part[0])]  # handed over: a BufferError keeps only the rest
             except BufferError:
-                del batch[:i]
+                batch[:] = [r for f in frames[i:] for r in f.records]
                 raise
-            self.in_flight += 1
-            stats[r.venue].published += 1
         self._producer.poll(0)
+
+    def _parts(self, records: list[Record], value: bytes) -> list[tuple[list[Record], bytes]]:
+        """``records`` with their JSON ``value``, split in halves until each part is under FRAME_MAX_BYTES."""
+        if len(value) <= FRAME_MAX_BYTES or len(records) == 1:
+            return [(list(records), value)]
+        half = len(records) // 2
+        first, second = records[:half], records[half:]
+        return self._parts(first, self._encode(first)) + self._parts(second, self._encode(second))
 
     async def run(self, queue: DropQueue, stop: asyncio.Event, batch_size: int = 5_000) -> None:
         """Publish until ``stop`` is set and the queue is empty; deliveries are served every few ms meanwhile."""

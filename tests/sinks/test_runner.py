@@ -81,6 +81,27 @@ def test_malformed_messages_become_dead_letters_naming_the_field_and_the_sink_ca
     assert sink.metrics.dead_letters.labels(TOPIC)._value.get() == 2
 
 
+def test_tick_frames_are_stored_a_row_per_tick_and_a_bad_frame_becomes_one_dead_letter() -> None:
+    # Arrange: the exchange ingest's frames (JSON arrays of one key's ticks), a single tick, and a frame with a
+    # malformed second tick
+    store = MemoryStore()
+    trades = samples.exchange_trades(9)
+    bad = codec.encode(trades[8]).replace(b'"size":', b'"size":"x","was":')
+    values = [codec.encode_frame(trades[0:4]), codec.encode(trades[4]), codec.encode_frame(trades[5:8]),
+              b"[" + codec.encode(trades[8]) + b"," + bad + b"]"]
+    consumer = FakeConsumer({("trades-in", 0): values})
+    sink = make_sink(consumer, store, topics={"trades-in": tables.EXCHANGE_TRADES})
+    # Act
+    assert sink.run() == 0
+    # Assert
+    stored = store.fetch("exchange_trades")
+    assert sorted(r[3] for r in stored) == sorted(t.trade_id for t in trades[:8])
+    dead = cast(FakeDeadLetters, sink._dead).sent
+    assert [(t, p, o) for t, p, o, _ in dead] == [("trades-in", 0, 3)]
+    assert "$[1].size" in dead[0][3]
+    assert consumer.committed_offsets() == {("trades-in", 0): 4}
+
+
 def test_an_outage_pauses_consumption_retries_the_same_batch_and_loses_nothing() -> None:
     store = MemoryStore()
     store.fail_next(4)

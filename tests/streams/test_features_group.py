@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import msgspec
 import pytest
 
 from processors.features import FeatureConfig
@@ -129,6 +130,56 @@ def test_the_interleaving_of_streams_does_not_change_any_bar(inputs: dict[str, l
     feed.run()
 
     assert sorted((t, v) for t, _, v in feed.outputs) == sorted((t, v) for t, _, v in uninterrupted[0])
+
+
+def framed(inputs: dict[str, list[bytes]], seed: int) -> dict[str, list[bytes]]:
+    """The tick topics' records packed as the exchange ingest packs them: frames (JSON arrays) of consecutive
+    records of one venue:symbol, of random lengths."""
+    rng = random.Random(seed)
+    out = dict(inputs)
+    for topic in TOPICS.framed():
+        frames: list[bytes] = []
+        run: list[bytes] = []
+        run_key = b""
+        for value in inputs[topic]:
+            key = msgspec.json.decode(value)["symbol"].encode()
+            if run and (key != run_key or len(run) >= rng.randint(1, 40)):
+                frames.append(b"[" + b",".join(run) + b"]")
+                run = []
+            run.append(value)
+            run_key = key
+        frames += [b"[" + b",".join(run) + b"]"] if run else []
+        out[topic] = frames
+    return out
+
+
+def test_ticks_in_frames_give_the_bars_of_ticks_one_by_one(inputs: dict[str, list[bytes]],
+                                                           uninterrupted: Any) -> None:
+    packed = framed(inputs, seed=3)
+    feed = Feed(packed, keeper(), seed=3)
+
+    feed.run()
+
+    assert all(len(packed[t]) < len(inputs[t]) for t in TOPICS.framed())
+    assert feed.keeper.tally.records == sum(len(v) for v in inputs.values())
+    assert sorted((t, v) for t, _, v in feed.outputs) == sorted((t, v) for t, _, v in uninterrupted[0])
+
+
+def test_a_checkpoint_between_frames_continues_exactly(inputs: dict[str, list[bytes]], uninterrupted: Any) -> None:
+    packed = framed(inputs, seed=5)
+    whole = {(t, v) for t, _, v in uninterrupted[0]}
+    crashed = Feed(packed, keeper(), seed=5)
+    crashed.run(20_000)
+    blob = crashed.keeper.groups[0].checkpoint()
+    positions = dict(crashed.keeper.groups[0].positions)
+
+    restored = GroupKeeper(TOPICS, FEATURES, REGIME)
+    restored.assign(0, blob)
+    again = Feed(packed, restored, seed=105)
+    again.next = {t: positions.get(t, 0) for t in packed}
+    again.run()
+
+    assert {(t, v) for t, _, v in crashed.outputs} | {(t, v) for t, _, v in again.outputs} == whole
 
 
 @pytest.mark.parametrize("seed", [4])

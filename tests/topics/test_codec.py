@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from topics import codec
 from topics.errors import DecodeError
-from topics.records import F_LAST, MboFrame, MboRecord
+from topics.records import F_LAST, MboFrame, MboRecord, TradeTick
 
 pytestmark = pytest.mark.unit
 
@@ -74,3 +75,32 @@ def test_inconsistent_frames_name_the_column(data: bytes, field: str, reason: st
 def test_decode_error_is_a_value_error_for_callers_that_catch_broadly() -> None:
     with pytest.raises(ValueError):
         codec.decode(MboRecord, b"[]")
+
+
+
+TRADE = TradeTick(venue="okx", symbol="BTC-USDT", ts_event=1_651_000_000_000_000_000,
+                  ts_recv=1_651_000_000_001_000_000, price=39_000_500_000_000, size=1_000_000, side="B", trade_id="7")
+
+
+def test_a_framed_value_decodes_as_a_frame_or_as_one_record() -> None:
+    # Arrange
+    second = msgspec.structs.replace(TRADE, trade_id="8")
+    frame, single = codec.encode_frame([TRADE, second]), codec.encode(TRADE)
+    # Act
+    from_frame, from_single = codec.decode_records(TradeTick, frame), codec.decode_records(TradeTick, single)
+    # Assert
+    assert frame.startswith(b"[{")
+    assert from_frame == [TRADE, second]
+    assert from_single == [TRADE]
+
+
+def test_a_bad_record_in_a_frame_is_named_by_its_index() -> None:
+    # Arrange
+    bad = codec.encode(TRADE).replace(b'"size":1000000', b'"size":"1"')
+    frame = b"[" + codec.encode(TRADE) + b"," + bad + b"]"
+    # Act
+    with pytest.raises(DecodeError) as info:
+        codec.decode_records(TradeTick, frame)
+    # Assert
+    assert info.value.field == "$[1].size"
+    assert "Expected `int`, got `str`" in info.value.reason

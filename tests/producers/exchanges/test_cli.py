@@ -13,6 +13,8 @@ from confluent_kafka import Consumer
 
 from ops.stack.testing import free_ports
 from streams.cli import main
+from topics import codec
+from topics.records import TradeTick
 
 
 @pytest.mark.unit
@@ -67,12 +69,14 @@ def test_fake_exchange_and_ingest_commands(captures: Path, stack: Any) -> None:
     consumer = Consumer({"bootstrap.servers": stack.bootstrap_servers, "group.id": f"cli-{port}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe(["ticks.trades"])
-    keys: list[bytes] = []
+    keys: list[bytes] = []  # one per trade (a message is a frame of one key's trades)
     idle = 0
     while idle < 10 and len(keys) < 74:
         msgs = consumer.consume(1000, timeout=1.0)
         idle = 0 if msgs else idle + 1
-        keys += [m.key() or b"" for m in msgs if m.error() is None and (m.key() or b"").startswith(b"okx:")]
+        for m in msgs:
+            if m.error() is None and (m.key() or b"").startswith(b"okx:"):
+                keys += [m.key() or b""] * len(codec.decode_records(TradeTick, m.value() or b""))
     consumer.close()
     assert len(keys) == 74
     assert set(keys) <= {b"okx:BTC-USDT", b"okx:BTC-USD-220527", b"okx:UNI-USD-SWAP"}
