@@ -3,6 +3,7 @@
     python bench/ingest.py                          # broker of ORDERFLOW_* settings (orderflow stack up)
     python bench/ingest.py --start-stack            # a throw-away local stack (Kafka on loopback)
     python bench/ingest.py --speed 20               # paced: each feed at 20x its recorded pace (latency)
+    python bench/ingest.py --ticks-only --rate 100000   # steady: 100,000 frames/s from the ten feeds together
     python bench/ingest.py --venue okx --feeds 4    # other captures
     python bench/ingest.py --no-kafka               # sockets + parsing + books only
     python bench/ingest.py --ticks-only             # the fakes leave out the book frames
@@ -43,7 +44,8 @@ ONE_SYMBOL = {("binance", 0): ["BTCUSDT"], ("binance_futures", 0): ["BTCUSDT"]}
 
 
 def serve_fakes(
-    venue: str, capture: int, data: Path, count: int, speed: float, ports: Any, ready: Any, ticks_only: bool,
+    venue: str, capture: int, data: Path, count: int, speed: float, rate: float, ports: Any, ready: Any,
+    ticks_only: bool,
 ) -> None:
     """Child process: ``count`` fake exchanges of one capture on free loopback ports, until terminated."""
     logging.basicConfig(level=logging.WARNING)
@@ -51,7 +53,7 @@ def serve_fakes(
     async def main() -> None:
         cls = venue_class(venue)
         frames = load(cls, data, capture)
-        config = FakeConfig(speed=speed, exclude=cls.book_marker if ticks_only else b"")
+        config = FakeConfig(speed=speed, rate=rate, exclude=cls.book_marker if ticks_only else b"")
         fakes = [FakeExchange(cls, frames, config) for _ in range(count)]
         for f in fakes:
             ports.append(await f.start(0))
@@ -117,7 +119,19 @@ async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, 
         "books": sum(s.book_updates for s in st), "drops": ingest.queue.dropped,
         "p50_ms": ingest.latency.quantile(0.50) * 1e3, "p99_ms": ingest.latency.quantile(0.99) * 1e3,
         "max_ms": max(ingest.latency.samples or [0.0]) * 1e3, "gaps": sum(s.gaps for s in st),
+        "by_tenth": by_tenth(ingest.latency.samples or []),
     }
+
+
+def by_tenth(samples: list[float]) -> list[tuple[float, float]]:
+    """(p50, p99) in ms of each tenth of the run, in acknowledgement order: a start-up tail or a growing backlog
+    shows here."""
+    step = max(1, len(samples) // 10)
+    out = []
+    for i in range(0, len(samples) - step + 1, step):
+        part = sorted(samples[i:i + step])
+        out.append((round(part[len(part) // 2] * 1e3, 1), round(part[int(len(part) * 0.99)] * 1e3, 1)))
+    return out
 
 
 def acked(ingest: Ingest) -> int:
@@ -143,7 +157,8 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     ticks = r["acked"]
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
           f"{platform.python_version()}, {platform.platform()}")
-    print(f"feeds: {args.feeds} x {args.venue} capture {args.capture}, speed {args.speed or 'max'}"
+    pace = f"steady {args.rate:,.0f} frames/s in all" if args.rate else f"speed {args.speed or 'max'}"
+    print(f"feeds: {args.feeds} x {args.venue} capture {args.capture}, {pace}"
           f"{', trades and quotes only' if args.ticks_only else ''}"
           f"{', no Kafka (records counted, not produced)' if args.no_kafka else ''}")
     print(f"ticks acked by Kafka: {ticks:,} of {r['expected']:,} (trades {r['trades']:,}, quotes {r['quotes']:,}, "
@@ -152,6 +167,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
           f"= {r['cpu_s'] / r['wall_s']:.2f} cores")
     print(f"throughput: {ticks / r['wall_s']:,.0f} ticks/s; {ticks / r['cpu_s']:,.0f} ticks per CPU-second")
     print(f"receipt-to-Kafka latency: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms")
+    print("p50 / p99 (ms) by tenth of the run:", "  ".join(f"{a:g}/{b:g}" for a, b in r["by_tenth"]))
 
 
 def main() -> int:
@@ -163,6 +179,8 @@ def main() -> int:
     p.add_argument("--capture", type=int, default=0)
     p.add_argument("--feeds", type=int, default=10)
     p.add_argument("--speed", type=float, default=0.0, help="recorded pace multiplier per feed; 0 = max")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="a steady load: this many frames/s in all from the feeds together (instead of --speed)")
     p.add_argument("--queue-size", type=int, default=2_000_000)
     p.add_argument("--partitions", type=int, default=8)
     p.add_argument("--max-seconds", type=float, default=300.0)
@@ -182,7 +200,8 @@ def main() -> int:
     manager = ctx.Manager()
     ports, ready = manager.list(), manager.Event()
     child = ctx.Process(target=serve_fakes, args=(
-        args.venue, args.capture, args.data, args.feeds, args.speed, ports, ready, args.ticks_only), daemon=True)
+        args.venue, args.capture, args.data, args.feeds, args.speed, args.rate / args.feeds, ports, ready,
+        args.ticks_only), daemon=True)
     child.start()
     topics: dict[str, str] = {}
     try:

@@ -57,6 +57,8 @@ def _add_fake(subparsers: Any, conf: settings.Settings) -> None:
     p.add_argument("--venue", required=True, choices=sorted(VENUES))
     p.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1 (0: any free port)")
     p.add_argument("--speed", type=float, default=1.0, help="recorded pace multiplier; 0 = as fast as possible")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="frames per second, evenly (a steady load instead of the recorded pace)")
     p.add_argument("--misbehave", nargs="+", default=[], choices=MISBEHAVIOURS, metavar="MODE",
                    help=f"one or more of {', '.join(MISBEHAVIOURS)}")
     p.add_argument("--misbehave-after", type=int, default=200, help="frames sent before misbehaving")
@@ -111,7 +113,8 @@ def cmd_fake_exchange(args: argparse.Namespace) -> int:
     if not 0 <= args.capture < len(cls.captures):
         raise ExchangeError(f"{args.venue} has capture groups 0..{len(cls.captures) - 1}, not {args.capture}")
     frames = load(cls, args.data, args.capture)
-    config = FakeConfig(speed=args.speed, misbehave=args.misbehave, after=args.misbehave_after, repeat=args.repeat)
+    config = FakeConfig(speed=args.speed, rate=args.rate, misbehave=args.misbehave, after=args.misbehave_after,
+                        repeat=args.repeat)
     fake = FakeExchange(cls, frames, config)
 
     async def main() -> None:

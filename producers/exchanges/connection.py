@@ -7,7 +7,8 @@
 - Resubscription: every (re)connection resets the venue's books and sends its subscription messages again.
 - Resync requests from the venue's integrity rules: ``snapshot`` refetches the REST depth snapshot (Binance,
   Bitstamp) while the socket keeps buffering; ``reconnect`` re-establishes the connection (fresh WS snapshots).
-- Every received frame is stamped ``ts_recv`` (ns) on receipt, parsed, and the records handed to ``sink``.
+- Every read off the socket is stamped ``ts_recv`` (ns) on receipt; each of its messages is parsed, and their
+  records are handed to ``sink`` together (:mod:`producers.exchanges.websocket`).
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from typing import Any
 import aiohttp
 
 from producers.exchanges.base import Record, Resync, Venue
+from producers.exchanges.websocket import WebSocket, WebSocketError
 from topics.logs import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 _ratelimited = RateLimitedLog(logger, interval_s=10.0)
-TEXT, BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
-WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)  # the watchdog guards receiving
+CONNECT_TIMEOUT_S = 10.0  # TCP, TLS and the WebSocket handshake
+CLOSE_TIMEOUT_S = 2.0  # how long the peer has to answer our close frame (the watchdog guards receiving)
 STOP_GRACE_S = 3.0  # how long a connection may take to close once the ingest stops
-YIELD_EVERY = 64  # frames handled before giving the event loop to the other tasks
+YIELD_EVERY = 256  # messages handled before giving the event loop to the other tasks
 
 Sink = Callable[[list[Record]], object]
 
@@ -101,8 +103,7 @@ class Connector:
 
     async def _until_stopped(self, session: Coroutine[Any, Any, bool], stop: asyncio.Event) -> bool:
         """Run one connection's life; once ``stop`` is set it has ``STOP_GRACE_S`` to close cleanly and is then cut
-        off. A peer that keeps sending after our close frame would otherwise hold the close handshake (and the
-        process's exit) for as long as it sends: aiohttp reads on until the peer's close frame."""
+        off, so that no peer (nor a snapshot fetch) can hold the process's exit."""
         life = asyncio.ensure_future(session)
         stopped = asyncio.ensure_future(stop.wait())
         try:
@@ -132,20 +133,20 @@ class Connector:
         """One connection's life; returns whether it delivered any message."""
         got = False
         try:
-            async with self.session.ws_connect(
-                self.url, max_msg_size=0, autoping=True, heartbeat=None, decode_text=False,
-                timeout=WS_TIMEOUT,
-            ) as ws:
+            ws = await WebSocket.connect(self.url, timeout=CONNECT_TIMEOUT_S, close_timeout=CLOSE_TIMEOUT_S)
+            try:
                 self._on_connected()
                 for text in self.venue.subscribe_messages():
                     await ws.send_str(text)
                 self._start_resyncs(self.venue.take_resyncs())
                 got = await self._receive(ws, stop)
+            finally:
+                await ws.close()
         except Reconnect as e:
             got = True
             if not stop.is_set():
                 self.state.last_error = str(e)
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        except (WebSocketError, OSError, TimeoutError) as e:
             self.state.last_error = f"{type(e).__name__}: {e}"
             logger.warning("%s: connection to %s failed: %s", self.venue.name, self.url, self.state.last_error)
         finally:
@@ -160,36 +161,47 @@ class Connector:
         self.venue.reset()
         logger.info("%s: connected to %s", self.venue.name, self.url)
 
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse[Any], stop: asyncio.Event) -> bool:
+    async def _receive(self, ws: WebSocket, stop: asyncio.Event) -> bool:
+        """Hand every message to the venue's parser, the records of each read off the socket to ``sink`` at once
+        (and before any resync the messages ask for)."""
         venue, sink, state, got = self.venue, self.sink, self.state, False
         self._silent = False
         watchdog = asyncio.create_task(self._watchdog(ws))
         closer = asyncio.create_task(_close_when(stop, ws))
-        n = 0
         try:
             while not stop.is_set():
-                n += 1
-                if n % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)  # a buffered backlog never awaits: let the publisher and other venues run
-                msg = await ws.receive()
-                ts_recv = time.time_ns()
-                if msg.type is not TEXT and msg.type is not BINARY:
+                chunks = await ws.receive()
+                if not chunks:
                     if self._silent:
                         raise Reconnect(f"no message for {self.watchdog_s}s")
-                    raise Reconnect(f"socket {msg.type.name.lower()}: {msg.extra}")
+                    raise Reconnect(f"socket closed: {ws.close_code} {ws.close_reason}".rstrip())
                 got = True
                 state.last_message = time.monotonic()
-                records = venue.handle(msg.data, ts_recv)
-                if records:
-                    sink(records)
-                if venue.resyncs:
-                    self._start_resyncs(venue.take_resyncs())
+                handled = 0
+                for chunk in chunks:
+                    out: list[Record] = []
+                    ts_recv = chunk.ts_recv
+                    for raw in chunk.messages:
+                        records = venue.handle(raw, ts_recv)
+                        if records:
+                            out += records
+                        if venue.resyncs:
+                            if out:
+                                sink(out)
+                                out = []
+                            self._start_resyncs(venue.take_resyncs())
+                    if out:
+                        sink(out)
+                    handled += len(chunk.messages)
+                    if handled >= YIELD_EVERY:  # a long backlog: let the publisher and the other venues run
+                        handled = 0
+                        await asyncio.sleep(0)
         finally:
             watchdog.cancel()
             closer.cancel()
         return got
 
-    async def _watchdog(self, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
+    async def _watchdog(self, ws: WebSocket) -> None:
         """Close the socket when nothing arrived for ``watchdog_s`` (the receive loop then reconnects)."""
         period = min(1.0, self.watchdog_s / 4)
         while time.monotonic() - self.state.last_message < self.watchdog_s:
@@ -237,8 +249,8 @@ class Connector:
         self._tasks.clear()
 
 
-async def _close_when(stop: asyncio.Event, ws: aiohttp.ClientWebSocketResponse[Any]) -> None:
-    """On stop, close the socket; a peer that does not answer the close handshake is cut off after 2 s."""
+async def _close_when(stop: asyncio.Event, ws: WebSocket) -> None:
+    """On stop, close the socket; a peer that does not answer the close handshake is cut off after
+    ``CLOSE_TIMEOUT_S``."""
     await stop.wait()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(ws.close(), WS_TIMEOUT.ws_close)
+    await ws.close()

@@ -2,9 +2,10 @@
 
 Each connection replays the capture from its start (as a fresh session with the venue would: snapshots first),
 after the client's first frame (its subscription), at the recorded pace divided by ``speed`` (``speed=0``: as fast
-as the socket takes them). REST depth snapshots (Binance, Bitstamp) are answered on the same port: with the
-recorded response until the capture's own snapshot time, then from a shadow book that follows exactly the frames
-sent so far, so that a client resyncing mid-stream gets a snapshot that its next frames continue.
+as the socket takes them), or at a steady ``rate`` of frames per second. REST depth snapshots (Binance, Bitstamp)
+are answered on the same port: with the recorded response until the capture's own snapshot time, then from a
+shadow book that follows exactly the frames sent so far, so that a client resyncing mid-stream gets a snapshot
+that its next frames continue.
 
 Misbehaviours, each done once per server (unless ``repeat``), after ``after`` frames of a connection:
 ``drop`` (close the TCP connection without a close frame), ``stall`` (stop sending, keep the socket open),
@@ -19,6 +20,7 @@ import contextlib
 import logging
 import re
 import struct
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +38,7 @@ GARBAGE: tuple[bytes, ...] = (
 )
 HOST = "127.0.0.1"
 WRITE_CHUNK = 64 * 1024
+PACE_STEP_S = 0.001  # paced replay: frames due within this are sent together (one write), as venues batch too
 HIGH_WATER = 4 * 1024 * 1024
 
 
@@ -54,6 +57,7 @@ def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
 @dataclass
 class FakeConfig:
     speed: float = 1.0  # recorded pace multiplier; 0 = as fast as possible
+    rate: float = 0.0  # when set: this many frames/s, evenly (a steady load, whatever the recording's bursts)
     misbehave: Sequence[str] = ()
     after: int = 200  # frames sent on a connection before misbehaving
     repeat: bool = False  # misbehave on every connection, not only once
@@ -184,18 +188,22 @@ class FakeExchange:
         transport = request.transport
         if transport is None:
             return
-        sent, prev_ts, buf = 0, None, bytearray()
+        sent, first_ts, buf = 0, None, bytearray()
+        started, speed, rate = time.monotonic(), self.config.speed, self.config.rate
         for i, fr in enumerate(self.frames):
             if transport.is_closing():
                 return
             if self._feed_shadow(fr):
                 continue
-            if self.config.speed > 0 and prev_ts is not None and fr.ts_ns > prev_ts:
-                if buf:
-                    transport.write(bytes(buf))
-                    buf.clear()
-                await asyncio.sleep((fr.ts_ns - prev_ts) / 1e9 / self.config.speed)
-            prev_ts = fr.ts_ns
+            if rate > 0 or speed > 0:  # each frame has a due time; what is due within a step goes at once
+                first_ts = fr.ts_ns if first_ts is None else first_ts
+                offset = sent / rate if rate > 0 else (fr.ts_ns - first_ts) / 1e9 / speed
+                wait = started + offset - time.monotonic()
+                if wait > PACE_STEP_S:
+                    if buf:
+                        transport.write(bytes(buf))
+                        buf.clear()
+                    await asyncio.sleep(wait)
             wire = self._misbehave(fr, self.wire[i], sent)
             if wire is None:
                 return await self._after_stop(ws, transport, buf)

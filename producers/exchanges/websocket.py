@@ -1,0 +1,357 @@
+"""A client WebSocket (RFC 6455) made for market-data feeds: every read off the socket yields all the complete
+messages it holds at once, stamped with one receipt time.
+
+Venues send many small frames; a general client wakes its reader once per message (a queue, a future, a task
+switch: about 3 µs of Python each). Here ``data_received`` parses every complete frame of a read in one loop and
+the receive loop takes them as one :class:`Chunk`. What it does:
+
+- the opening handshake (``Sec-WebSocket-Key``/``-Accept`` checked, any status but 101 refused with its line);
+  ``wss://`` through the default TLS context; no extensions are offered, so frames are never compressed;
+- text and binary messages, fragmented or not (control frames may come between fragments);
+- pings answered with a pong of the same payload; pongs ignored;
+- the closing handshake: :meth:`WebSocket.close` sends a close frame and waits up to ``close_timeout`` for the
+  peer's, then drops the connection; a peer's close frame is answered and ends the stream;
+- reading pauses while more than ``max_pending`` messages wait for the receive loop (TCP flow control then
+  holds the peer back), so a slow consumer never buffers without bound;
+- a protocol violation (masked or reserved-bit frame, oversize message, bad opcode) closes with the RFC's code and
+  a reason naming it.
+
+Client frames are masked, as the RFC requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import ssl
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import cast
+from urllib.parse import urlsplit
+
+from producers.exchanges.errors import ExchangeError
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+MAX_HEADER_BYTES = 64 * 1024  # of the handshake's response
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+NORMAL, PROTOCOL_ERROR, TOO_BIG = 1000, 1002, 1009
+
+
+class WebSocketError(ExchangeError):
+    """The connection could not be opened, or the peer broke the protocol."""
+
+
+@dataclass
+class Chunk:
+    """The complete messages of one read off the socket, and when it was read (ns, wall clock)."""
+
+    ts_recv: int
+    messages: list[bytes] = field(default_factory=list)
+
+
+class _Protocol(asyncio.Protocol):
+    """Handshake, then frames -> :class:`Chunk` s for :meth:`WebSocket.receive`."""
+
+    def __init__(self, key: bytes, max_pending: int, max_message: int) -> None:
+        self.key = key
+        self.max_pending = max_pending
+        self.max_message = max_message
+        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.chunks: deque[Chunk] = deque()
+        self.pending = 0  # messages in ``chunks``
+        self.paused = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.close_sent = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._partial = bytearray()  # bytes of an incomplete frame (or handshake response)
+        self._need = 0  # how many bytes ``_partial`` must reach before parsing again
+        self._fragments: list[bytes] = []
+        self._fragment_size = 0
+        self._open = False
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio.Transport objects
+
+    def data_received(self, data: bytes) -> None:
+        ts_recv = time.time_ns()
+        if self._partial:  # the rest of a frame (or of the handshake) that an earlier read began
+            self._partial += data
+            if len(self._partial) < self._need:
+                return
+            data, self._partial = bytes(self._partial), bytearray()
+        if not self._open:
+            data = self._handshake(data)
+            if not data:
+                return
+        chunk = Chunk(ts_recv)
+        used = self._parse(data, chunk.messages)
+        if used < len(data):
+            self._partial = bytearray(data[used:])
+        if chunk.messages:
+            self.chunks.append(chunk)
+            self.pending += len(chunk.messages)
+            if self.pending > self.max_pending and not self.paused and self.transport is not None:
+                self.paused = True
+                self.transport.pause_reading()
+            self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(WebSocketError(f"connection closed during the handshake: {exc or 'EOF'}"))
+        if self.close_code is None:
+            self.close_code, self.close_reason = 1006, f"connection lost: {exc}" if exc else "connection lost"
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self._wake()
+
+    # ------------------------------------------------------------------ handshake
+    def _handshake(self, data: bytes) -> bytes:
+        """Check the server's response once it is whole; the bytes after it (frames), or b"" until then."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            if len(data) > MAX_HEADER_BYTES:
+                self._fail_open("handshake response headers too long")
+            else:
+                self._partial, self._need = bytearray(data), len(data) + 1
+            return b""
+        head, rest = data[:end].decode("latin-1"), data[end + 4:]
+        status, *lines = head.split("\r\n")
+        if status.split(" ", 2)[1:2] != ["101"]:
+            self._fail_open(f"handshake refused: {status!r}")
+            return b""
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+        expected = base64.b64encode(hashlib.sha1(self.key + GUID).digest()).decode()
+        if headers.get("sec-websocket-accept") != expected:
+            self._fail_open("handshake: Sec-WebSocket-Accept does not match the key sent")
+            return b""
+        if headers.get("sec-websocket-extensions"):
+            self._fail_open(f"handshake: extension {headers['sec-websocket-extensions']!r} was not offered")
+            return b""
+        self._open = True
+        self.opened.set_result(None)
+        return rest
+
+    def _fail_open(self, reason: str) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(WebSocketError(reason))
+        if self.transport is not None:
+            self.transport.close()
+
+    # ------------------------------------------------------------------ frames
+    def _parse(self, buf: bytes, out: list[bytes]) -> int:
+        """Every complete frame in ``buf``: data messages into ``out``, control frames answered. Returns the bytes
+        used; ``_need`` is then how many the incomplete frame at that point needs in all."""
+        pos, size = 0, len(buf)
+        while self.close_code is None:
+            if size - pos < 2:
+                self._need = 2
+                break
+            b0, b1 = buf[pos], buf[pos + 1]
+            length, head = b1 & 0x7F, 2
+            if length == 126:
+                if size - pos < 4:
+                    self._need = 4
+                    break
+                length, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif length == 127:
+                if size - pos < 10:
+                    self._need = 10
+                    break
+                length, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            if b1 & 0x80 or b0 & 0x70:
+                self._protocol_error(PROTOCOL_ERROR, "masked frame from the server" if b1 & 0x80
+                                     else "reserved bits set (no extension was negotiated)")
+                break
+            if length > self.max_message:
+                self._protocol_error(TOO_BIG, f"frame of {length} bytes over the {self.max_message}-byte limit")
+                break
+            end = pos + head + length
+            if end > size:
+                self._need = head + length
+                break
+            payload = buf[pos + head:end]
+            pos = end
+            opcode = b0 & 0x0F
+            if b0 & 0x80 and opcode in (TEXT, BINARY) and not self._fragments:
+                out.append(payload)  # the common case: one whole message in one frame
+            else:
+                self._frame(b0 & 0x80, opcode, payload, out)
+        return pos
+
+    def _frame(self, fin: int, opcode: int, payload: bytes, out: list[bytes]) -> None:
+        if opcode == PING:
+            self.send_frame(PONG, payload)
+        elif opcode == PONG:
+            pass
+        elif opcode == CLOSE:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            self.close_code, self.close_reason = code, payload[2:].decode("utf-8", "replace")
+            self._send_close(NORMAL if code == 1005 else code)
+            if self.transport is not None:
+                self.transport.close()
+        elif opcode in (TEXT, BINARY, CONTINUATION):
+            self._fragment(fin, opcode, payload, out)
+        else:
+            self._protocol_error(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
+
+    def _fragment(self, fin: int, opcode: int, payload: bytes, out: list[bytes]) -> None:
+        if (opcode == CONTINUATION) != bool(self._fragments):
+            self._protocol_error(PROTOCOL_ERROR, "continuation frame without a message to continue"
+                                 if opcode == CONTINUATION else "new message inside a fragmented one")
+            return
+        self._fragments.append(payload)
+        self._fragment_size += len(payload)
+        if self._fragment_size > self.max_message:
+            self._protocol_error(TOO_BIG, f"message over the {self.max_message}-byte limit")
+        elif fin:
+            out.append(b"".join(self._fragments))
+            self._fragments, self._fragment_size = [], 0
+
+    def _protocol_error(self, code: int, reason: str) -> None:
+        self.close_code, self.close_reason = code, reason
+        self._send_close(code, reason)
+        if self.transport is not None:
+            self.transport.close()
+
+    # ------------------------------------------------------------------ sending
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise WebSocketError("the connection is closed")
+        self.transport.write(_frame(opcode, payload))
+
+    def _send_close(self, code: int, reason: str = "") -> None:
+        if self.close_sent or self.transport is None or self.transport.is_closing():
+            return
+        self.close_sent = True
+        self.transport.write(_frame(CLOSE, code.to_bytes(2, "big") + reason.encode()[:120]))
+
+    # ------------------------------------------------------------------ the receive loop's side
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def take(self) -> list[Chunk]:
+        chunks = list(self.chunks)
+        self.chunks.clear()
+        self.pending = 0
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return chunks
+
+
+class WebSocket:
+    """One open client connection; see the module docstring."""
+
+    def __init__(self, protocol: _Protocol, close_timeout: float) -> None:
+        self._p = protocol
+        self.close_timeout = close_timeout
+
+    @classmethod
+    async def connect(cls, url: str, timeout: float = 10.0, close_timeout: float = 2.0, max_pending: int = 10_000,
+                      max_message: int = MAX_MESSAGE_BYTES, ssl_context: ssl.SSLContext | None = None) -> WebSocket:
+        """Open ``url`` (``ws://`` or ``wss://``); raises :class:`WebSocketError`, ``OSError`` or ``TimeoutError``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise WebSocketError(f"not a ws:// or wss:// URL: {url!r}")
+        secure = parts.scheme == "wss"
+        port = parts.port or (443 if secure else 80)
+        key = base64.b64encode(os.urandom(16))
+        loop = asyncio.get_running_loop()
+        protocol = _Protocol(key, max_pending, max_message)
+        async with asyncio.timeout(timeout):
+            transport, _ = await loop.create_connection(
+                lambda: protocol, parts.hostname, port,
+                ssl=(ssl_context or ssl.create_default_context()) if secure else None,
+                server_hostname=parts.hostname if secure else None)
+            host = parts.hostname if port == (443 if secure else 80) else f"{parts.hostname}:{port}"
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            transport.write(
+                f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\n"
+                "User-Agent: orderflow\r\n\r\n".encode())
+            try:
+                await protocol.opened
+            except BaseException:
+                transport.close()
+                raise
+        return cls(protocol, close_timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._p.closed.done()
+
+    @property
+    def close_code(self) -> int | None:
+        return self._p.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self._p.close_reason
+
+    async def receive(self) -> list[Chunk]:
+        """The chunks read since the last call, waiting for one; an empty list once the connection has ended
+        (:attr:`close_code` and :attr:`close_reason` say how)."""
+        p = self._p
+        while not p.chunks:
+            if p.closed.done() or p.close_code is not None:
+                return []
+            p.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await p.waiter
+            finally:
+                p.waiter = None
+        return p.take()
+
+    async def send_str(self, text: str) -> None:
+        self._p.send_frame(TEXT, text.encode())
+
+    async def close(self, code: int = NORMAL) -> None:
+        """Send a close frame, wait up to ``close_timeout`` for the peer's, then drop the connection."""
+        p = self._p
+        if p.transport is None:
+            return
+        if p.close_code is None:
+            p.close_code, p.close_reason = code, "closed by us"
+        p._send_close(code)
+        p._wake()
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                await asyncio.shield(p.closed)
+        except TimeoutError:
+            pass
+        finally:
+            if not p.closed.done():
+                p.transport.abort()  # the peer did not answer the close handshake in time: cut it off
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    """A final, masked client frame."""
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0xFE, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0xFF, n)
+    mask = os.urandom(4)
+    return head + mask + _masked(payload, mask)
+
+
+def _masked(data: bytes, mask: bytes) -> bytes:
+    n = len(data)
+    if not n:
+        return b""
+    pad = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(pad, "big")).to_bytes(n, "big")
+
+
