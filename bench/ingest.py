@@ -104,10 +104,12 @@ async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, 
     while sum(v.stats.messages for v in ingest.venues) == 0:
         await asyncio.sleep(0.001)
     wall0, cpu0, ru0 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
+    threads0 = thread_cpu()
     deadline = wall0 + args.max_seconds
     while acked(ingest) < total and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    threads = {name: round(t - threads0.get(name, 0.0), 2) for name, t in thread_cpu().items()}
     ru = resource.getrusage(resource.RUSAGE_SELF)
     ingest.stop()
     await task
@@ -120,7 +122,22 @@ async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, 
         "p50_ms": ingest.latency.quantile(0.50) * 1e3, "p99_ms": ingest.latency.quantile(0.99) * 1e3,
         "max_ms": max(ingest.latency.samples or [0.0]) * 1e3, "gaps": sum(s.gaps for s in st),
         "by_tenth": by_tenth(ingest.latency.samples or []),
+        "threads": {k: v for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v >= 0.05},
     }
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads so far, summed by thread name (Linux /proc)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def by_tenth(samples: list[float]) -> list[tuple[float, float]]:
@@ -168,6 +185,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     print(f"throughput: {ticks / r['wall_s']:,.0f} ticks/s; {ticks / r['cpu_s']:,.0f} ticks per CPU-second")
     print(f"receipt-to-Kafka latency: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms")
     print("p50 / p99 (ms) by tenth of the run:", "  ".join(f"{a:g}/{b:g}" for a, b in r["by_tenth"]))
+    print("CPU seconds by thread:", ", ".join(f"{k} {v:g}" for k, v in r["threads"].items()))
 
 
 def main() -> int:

@@ -28,13 +28,6 @@ from topics.records import QuoteTick, TradeTick
 BUFFER_MAX = 5_000  # depth events kept per symbol while waiting for the REST snapshot
 
 
-class Envelope(msgspec.Struct, frozen=True):
-    """Combined-stream wrapper: ``{"stream": "btcusdt@trade", "data": {...}}``."""
-
-    stream: str  # "<symbol lower>@<channel>"
-    data: msgspec.Raw  # the event, decoded by channel
-
-
 class DepthUpdate(msgspec.Struct, frozen=True):
     """``{"e":"depthUpdate","E":1633998512068,"s":"NKNUSDT","U":499869750,"u":499869752,"b":[[..]],"a":[]}``"""
 
@@ -83,10 +76,30 @@ class DepthSnapshot(msgspec.Struct, frozen=True):
     T: int = 0  # futures only: transaction time, ms
 
 
-_env = msgspec.json.Decoder(Envelope)
-_depth = msgspec.json.Decoder(DepthUpdate)
-_ticker = msgspec.json.Decoder(BookTicker)
-_trade = msgspec.json.Decoder(Trade)
+class DepthFrame(msgspec.Struct, frozen=True):
+    """A combined-stream frame of a depth channel."""
+
+    stream: str  # "<symbol lower>@depth..."
+    data: DepthUpdate
+
+
+class TickerFrame(msgspec.Struct, frozen=True):
+    """A combined-stream frame of the bookTicker channel."""
+
+    stream: str  # "<symbol lower>@bookTicker"
+    data: BookTicker
+
+
+class TradeFrame(msgspec.Struct, frozen=True):
+    """A combined-stream frame of the trade or aggTrade channel."""
+
+    stream: str  # "<symbol lower>@trade" or "@aggTrade"
+    data: Trade
+
+
+_depth = msgspec.json.Decoder(DepthFrame)
+_ticker = msgspec.json.Decoder(TickerFrame)
+_trade = msgspec.json.Decoder(TradeFrame)
 _snapshot = msgspec.json.Decoder(DepthSnapshot)
 
 
@@ -135,15 +148,15 @@ class BinanceSpot(Venue):
         """
         if raw[:10] != b'{"stream":':
             return self._control(raw)
-        env = _env.decode(raw)
-        channel = env.stream.partition("@")[2]
-        if channel == "bookTicker":
-            return [self._quote(_ticker.decode(env.data), ts_recv)]
-        if channel == "trade" or channel == "aggTrade":
-            return [self._trade(_trade.decode(env.data), ts_recv)]
-        if channel.startswith("depth"):
-            return self._on_depth(_depth.decode(env.data), ts_recv)
-        return self.unknown(channel.partition("_")[0])
+        at = raw.find(b"@", 11)  # the channel, read off the stream name, picks the one decoder for the frame
+        channel = raw[at + 1:raw.find(b'"', at)] if at > 0 else b""
+        if channel == b"bookTicker":
+            return [self._quote(_ticker.decode(raw).data, ts_recv)]
+        if channel == b"trade" or channel == b"aggTrade":
+            return [self._trade(_trade.decode(raw).data, ts_recv)]
+        if channel.startswith(b"depth"):
+            return self._on_depth(_depth.decode(raw).data, ts_recv)
+        return self.unknown(channel.partition(b"_")[0].decode("utf-8", "replace"))
 
     def _control(self, raw: bytes) -> list[Record]:
         msg = msgspec.json.decode(raw)

@@ -33,7 +33,6 @@ _ratelimited = RateLimitedLog(logger, interval_s=10.0)
 CONNECT_TIMEOUT_S = 10.0  # TCP, TLS and the WebSocket handshake
 CLOSE_TIMEOUT_S = 2.0  # how long the peer has to answer our close frame (the watchdog guards receiving)
 STOP_GRACE_S = 3.0  # how long a connection may take to close once the ingest stops
-YIELD_EVERY = 256  # messages handled before giving the event loop to the other tasks
 
 Sink = Callable[[list[Record]], object]
 
@@ -84,6 +83,9 @@ class Connector:
         self.state = ConnectionState(delays=[])
         self._tasks: set[asyncio.Task[None]] = set()
         self._silent = False  # the watchdog closed the socket
+        self._got = False  # the connection delivered a message
+        self._reconnect: str | None = None  # why the messages asked for a new connection
+        self._ws: WebSocket | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect and reconnect until ``stop`` is set."""
@@ -131,19 +133,20 @@ class Connector:
 
     async def _session_once(self, stop: asyncio.Event) -> bool:
         """One connection's life; returns whether it delivered any message."""
-        got = False
+        self._got, self._reconnect, self._ws = False, None, None
         try:
-            ws = await WebSocket.connect(self.url, timeout=CONNECT_TIMEOUT_S, close_timeout=CLOSE_TIMEOUT_S)
+            ws = self._ws = await WebSocket.connect(self.url, self._on_messages, timeout=CONNECT_TIMEOUT_S,
+                                                    close_timeout=CLOSE_TIMEOUT_S)
             try:
                 self._on_connected()
                 for text in self.venue.subscribe_messages():
                     await ws.send_str(text)
                 self._start_resyncs(self.venue.take_resyncs())
-                got = await self._receive(ws, stop)
+                await self._receive(ws, stop)
             finally:
                 await ws.close()
         except Reconnect as e:
-            got = True
+            self._got = True
             if not stop.is_set():
                 self.state.last_error = str(e)
         except (WebSocketError, OSError, TimeoutError) as e:
@@ -151,8 +154,9 @@ class Connector:
             logger.warning("%s: connection to %s failed: %s", self.venue.name, self.url, self.state.last_error)
         finally:
             self.state.connected = False
+            self._ws = None
             await self._cancel_tasks()
-        return got
+        return self._got
 
     def _on_connected(self) -> None:
         self.state.connected = True
@@ -161,45 +165,47 @@ class Connector:
         self.venue.reset()
         logger.info("%s: connected to %s", self.venue.name, self.url)
 
-    async def _receive(self, ws: WebSocket, stop: asyncio.Event) -> bool:
-        """Hand every message to the venue's parser, the records of each read off the socket to ``sink`` at once
-        (and before any resync the messages ask for)."""
-        venue, sink, state, got = self.venue, self.sink, self.state, False
+    async def _receive(self, ws: WebSocket, stop: asyncio.Event) -> None:
+        """Wait while the socket hands its messages to :meth:`_on_messages`; raise :class:`Reconnect` when the
+        connection ends for any reason but the stop."""
         self._silent = False
         watchdog = asyncio.create_task(self._watchdog(ws))
         closer = asyncio.create_task(_close_when(stop, ws))
         try:
-            while not stop.is_set():
-                chunks = await ws.receive()
-                if not chunks:
-                    if self._silent:
-                        raise Reconnect(f"no message for {self.watchdog_s}s")
-                    raise Reconnect(f"socket closed: {ws.close_code} {ws.close_reason}".rstrip())
-                got = True
-                state.last_message = time.monotonic()
-                handled = 0
-                for chunk in chunks:
-                    out: list[Record] = []
-                    ts_recv = chunk.ts_recv
-                    for raw in chunk.messages:
-                        records = venue.handle(raw, ts_recv)
-                        if records:
-                            out += records
-                        if venue.resyncs:
-                            if out:
-                                sink(out)
-                                out = []
-                            self._start_resyncs(venue.take_resyncs())
-                    if out:
-                        sink(out)
-                    handled += len(chunk.messages)
-                    if handled >= YIELD_EVERY:  # a long backlog: let the publisher and the other venues run
-                        handled = 0
-                        await asyncio.sleep(0)
+            await ws.wait_ended()
         finally:
             watchdog.cancel()
             closer.cancel()
-        return got
+        if self._reconnect is not None:
+            raise Reconnect(self._reconnect)
+        if self._silent:
+            raise Reconnect(f"no message for {self.watchdog_s}s")
+        if not stop.is_set():
+            raise Reconnect(f"socket closed: {ws.close_code} {ws.close_reason}".rstrip())
+
+    def _on_messages(self, messages: list[bytes], ts_recv: int) -> None:
+        """Called by the socket for every read: parse each message; the records of the read go to ``sink``
+        together, and before any resync the messages ask for (a reconnect stops the socket's hand-over)."""
+        self._got = True
+        self.state.last_message = time.monotonic()
+        venue, out = self.venue, []
+        for raw in messages:
+            records = venue.handle(raw, ts_recv)
+            if records:
+                out += records
+            if venue.resyncs:
+                if out:
+                    self.sink(out)
+                    out = []
+                try:
+                    self._start_resyncs(venue.take_resyncs())
+                except Reconnect as e:
+                    self._reconnect = str(e)
+                    if self._ws is not None:
+                        self._ws.interrupt()
+                    return
+        if out:
+            self.sink(out)
 
     async def _watchdog(self, ws: WebSocket) -> None:
         """Close the socket when nothing arrived for ``watchdog_s`` (the receive loop then reconnects)."""

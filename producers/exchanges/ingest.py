@@ -101,6 +101,7 @@ class Ingest:
                 for v in self.venues
             ]
             runner = await self._start_metrics()
+            await asyncio.to_thread(self.publisher.warm_up)
             publisher = asyncio.create_task(self.publisher.run(self.queue, stop))
             tasks = [asyncio.create_task(c.run(stop)) for c in self.connectors]
             if cfg.duration_s > 0:

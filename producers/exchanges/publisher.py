@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 import msgspec
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from producers.exchanges.base import Record, VenueStats
 from producers.exchanges.errors import ExchangeError
@@ -211,12 +211,23 @@ class KafkaPublisher:
             poller.cancel()
             waker.cancel()
 
-    async def _serve_deliveries(self, period_s: float = 0.005) -> None:
+    async def _serve_deliveries(self, period_s: float = 0.002) -> None:
         """Serve delivery reports until cancelled (also while the sockets shut down)."""
         poll = self._producer.poll
         while True:
             poll(0)
             await asyncio.sleep(period_s)
+
+    def warm_up(self, timeout: float = 10.0) -> bool:
+        """Fetch the topics' metadata (and so connect to their leaders) before the first record, so that the first
+        ticks do not wait for it; False (logged) if the broker did not answer in time (records then wait)."""
+        try:
+            for topic in self._topic_of.values():
+                self._producer.list_topics(topic, timeout=timeout)
+        except KafkaException as e:
+            logger.warning("Kafka metadata not available yet (%s): the first records wait for it", e)
+            return False
+        return True
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait for outstanding deliveries; returns how many are still undelivered."""

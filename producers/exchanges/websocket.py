@@ -1,9 +1,11 @@
-"""A client WebSocket (RFC 6455) made for market-data feeds: every read off the socket yields all the complete
-messages it holds at once, stamped with one receipt time.
+"""A client WebSocket (RFC 6455) made for market-data feeds: every read off the socket hands all the complete
+messages it holds to a callback at once, with one receipt time.
 
 Venues send many small frames; a general client wakes its reader once per message (a queue, a future, a task
-switch: about 3 µs of Python each). Here ``data_received`` parses every complete frame of a read in one loop and
-the receive loop takes them as one :class:`Chunk`. What it does:
+switch: about 3 µs of Python each), and a reader task once per read at best. Here ``data_received`` parses every
+complete frame of a read in one loop and calls ``on_messages(messages, ts_recv)`` right there: no queue and no
+task switch between the socket and the parser. The callback's work is the flow control: nothing more is read
+until it returns, so a slow consumer holds the peer back through TCP. What it does:
 
 - the opening handshake (``Sec-WebSocket-Key``/``-Accept`` checked, any status but 101 refused with its line);
   ``wss://`` through the default TLS context; no extensions are offered, so frames are never compressed;
@@ -11,8 +13,7 @@ the receive loop takes them as one :class:`Chunk`. What it does:
 - pings answered with a pong of the same payload; pongs ignored;
 - the closing handshake: :meth:`WebSocket.close` sends a close frame and waits up to ``close_timeout`` for the
   peer's, then drops the connection; a peer's close frame is answered and ends the stream;
-- reading pauses while more than ``max_pending`` messages wait for the receive loop (TCP flow control then
-  holds the peer back), so a slow consumer never buffers without bound;
+- a callback that raises ends the connection (code 1011) with the error as the reason, logged;
 - a protocol violation (masked or reserved-bit frame, oversize message, bad opcode) closes with the RFC's code and
   a reason naming it.
 
@@ -24,12 +25,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import os
 import ssl
 import struct
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -39,35 +40,29 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 MAX_HEADER_BYTES = 64 * 1024  # of the handshake's response
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
-NORMAL, PROTOCOL_ERROR, TOO_BIG = 1000, 1002, 1009
+NORMAL, PROTOCOL_ERROR, TOO_BIG, INTERNAL_ERROR = 1000, 1002, 1009, 1011
+
+OnMessages = Callable[[list[bytes], int], None]  # (the messages of one read, its receipt time in ns)
+logger = logging.getLogger(__name__)
 
 
 class WebSocketError(ExchangeError):
     """The connection could not be opened, or the peer broke the protocol."""
 
 
-@dataclass
-class Chunk:
-    """The complete messages of one read off the socket, and when it was read (ns, wall clock)."""
-
-    ts_recv: int
-    messages: list[bytes] = field(default_factory=list)
-
-
 class _Protocol(asyncio.Protocol):
-    """Handshake, then frames -> :class:`Chunk` s for :meth:`WebSocket.receive`."""
+    """Handshake, then frames -> ``on_messages``."""
 
-    def __init__(self, key: bytes, max_pending: int, max_message: int) -> None:
+    def __init__(self, key: bytes, on_messages: OnMessages, max_message: int) -> None:
         self.key = key
-        self.max_pending = max_pending
+        self.on_messages = on_messages
         self.max_message = max_message
         self.transport: asyncio.Transport | None = None
-        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.chunks: deque[Chunk] = deque()
-        self.pending = 0  # messages in ``chunks``
-        self.paused = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.ended: asyncio.Future[None] = loop.create_future()  # closed, or interrupted by the consumer
+        self.closed: asyncio.Future[None] = loop.create_future()  # the TCP connection is gone
+        self.stopped = False  # the consumer wants no more messages (interrupt, or our close)
         self.close_sent = False
         self.close_code: int | None = None
         self.close_reason = ""
@@ -92,17 +87,16 @@ class _Protocol(asyncio.Protocol):
             data = self._handshake(data)
             if not data:
                 return
-        chunk = Chunk(ts_recv)
-        used = self._parse(data, chunk.messages)
+        messages: list[bytes] = []
+        used = self._parse(data, messages)
         if used < len(data):
             self._partial = bytearray(data[used:])
-        if chunk.messages:
-            self.chunks.append(chunk)
-            self.pending += len(chunk.messages)
-            if self.pending > self.max_pending and not self.paused and self.transport is not None:
-                self.paused = True
-                self.transport.pause_reading()
-            self._wake()
+        if messages and not self.stopped:
+            try:
+                self.on_messages(messages, ts_recv)
+            except Exception as e:
+                logger.exception("the message handler failed; closing the connection")
+                self._protocol_error(INTERNAL_ERROR, f"message handler failed: {e!r}")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
@@ -111,7 +105,7 @@ class _Protocol(asyncio.Protocol):
             self.close_code, self.close_reason = 1006, f"connection lost: {exc}" if exc else "connection lost"
         if not self.closed.done():
             self.closed.set_result(None)
-        self._wake()
+        self._end()
 
     # ------------------------------------------------------------------ handshake
     def _handshake(self, data: bytes) -> bytes:
@@ -195,6 +189,7 @@ class _Protocol(asyncio.Protocol):
         elif opcode == CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             self.close_code, self.close_reason = code, payload[2:].decode("utf-8", "replace")
+            self._end()
             self._send_close(NORMAL if code == 1005 else code)
             if self.transport is not None:
                 self.transport.close()
@@ -218,6 +213,7 @@ class _Protocol(asyncio.Protocol):
 
     def _protocol_error(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
+        self._end()
         self._send_close(code, reason)
         if self.transport is not None:
             self.transport.close()
@@ -234,19 +230,9 @@ class _Protocol(asyncio.Protocol):
         self.close_sent = True
         self.transport.write(_frame(CLOSE, code.to_bytes(2, "big") + reason.encode()[:120]))
 
-    # ------------------------------------------------------------------ the receive loop's side
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    def take(self) -> list[Chunk]:
-        chunks = list(self.chunks)
-        self.chunks.clear()
-        self.pending = 0
-        if self.paused and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        return chunks
+    def _end(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
 
 
 class WebSocket:
@@ -257,9 +243,10 @@ class WebSocket:
         self.close_timeout = close_timeout
 
     @classmethod
-    async def connect(cls, url: str, timeout: float = 10.0, close_timeout: float = 2.0, max_pending: int = 10_000,
+    async def connect(cls, url: str, on_messages: OnMessages, timeout: float = 10.0, close_timeout: float = 2.0,
                       max_message: int = MAX_MESSAGE_BYTES, ssl_context: ssl.SSLContext | None = None) -> WebSocket:
-        """Open ``url`` (``ws://`` or ``wss://``); raises :class:`WebSocketError`, ``OSError`` or ``TimeoutError``."""
+        """Open ``url`` (``ws://`` or ``wss://``); from then on every read's messages go to ``on_messages``.
+        Raises :class:`WebSocketError`, ``OSError`` or ``TimeoutError``."""
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise WebSocketError(f"not a ws:// or wss:// URL: {url!r}")
@@ -267,7 +254,7 @@ class WebSocket:
         port = parts.port or (443 if secure else 80)
         key = base64.b64encode(os.urandom(16))
         loop = asyncio.get_running_loop()
-        protocol = _Protocol(key, max_pending, max_message)
+        protocol = _Protocol(key, on_messages, max_message)
         async with asyncio.timeout(timeout):
             transport, _ = await loop.create_connection(
                 lambda: protocol, parts.hostname, port,
@@ -298,19 +285,14 @@ class WebSocket:
     def close_reason(self) -> str:
         return self._p.close_reason
 
-    async def receive(self) -> list[Chunk]:
-        """The chunks read since the last call, waiting for one; an empty list once the connection has ended
-        (:attr:`close_code` and :attr:`close_reason` say how)."""
-        p = self._p
-        while not p.chunks:
-            if p.closed.done() or p.close_code is not None:
-                return []
-            p.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await p.waiter
-            finally:
-                p.waiter = None
-        return p.take()
+    async def wait_ended(self) -> None:
+        """Until the connection ends (:attr:`close_code` and :attr:`close_reason` say how) or :meth:`interrupt`."""
+        await asyncio.shield(self._p.ended)
+
+    def interrupt(self) -> None:
+        """Stop handing messages over and release :meth:`wait_ended` (the consumer then closes the connection)."""
+        self._p.stopped = True
+        self._p._end()
 
     async def send_str(self, text: str) -> None:
         self._p.send_frame(TEXT, text.encode())
@@ -322,8 +304,9 @@ class WebSocket:
             return
         if p.close_code is None:
             p.close_code, p.close_reason = code, "closed by us"
+        p.stopped = True
+        p._end()
         p._send_close(code)
-        p._wake()
         try:
             async with asyncio.timeout(self.close_timeout):
                 await asyncio.shield(p.closed)

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -69,12 +70,13 @@ async def raw_server(script: Script, status: str = "101 Switching Protocols",
     return server, f"ws://127.0.0.1:{port}/ws?x=1"
 
 
-async def receive_all(ws: WebSocket) -> list[bytes]:
-    """Every message until the connection ends."""
-    out: list[bytes] = []
-    while chunks := await ws.receive():
-        out += [m for c in chunks for m in c.messages]
-    return out
+async def receive_all(url: str, **options: Any) -> tuple[list[bytes], WebSocket]:
+    """Every message until the connection ends, and the socket."""
+    got: list[bytes] = []
+    ws = await WebSocket.connect(url, lambda messages, ts_recv: got.extend(messages), **options)
+    await ws.wait_ended()
+    await ws.close()
+    return got, ws
 
 
 def run(coro: Awaitable[Any]) -> Any:
@@ -93,18 +95,15 @@ def test_messages_of_every_length_class_arrive_whole_and_in_order_even_split_acr
             await asyncio.sleep(0.001)
         await read_client_frame(reader)
 
-    async def main() -> tuple[list[bytes], int | None]:
+    async def main() -> tuple[list[bytes], WebSocket]:
         server, url = await raw_server(script)
         async with server:
-            ws = await WebSocket.connect(url)
-            got = await receive_all(ws)
-            await ws.close()
-            return got, ws.close_code
+            return await receive_all(url)
 
-    got, code = run(main())
+    got, ws = run(main())
 
     assert got == payloads
-    assert code == 1000
+    assert ws.close_code == 1000
 
 
 def test_a_fragmented_message_is_joined_and_a_ping_between_fragments_is_answered_with_its_payload() -> None:
@@ -120,8 +119,7 @@ def test_a_fragmented_message_is_joined_and_a_ping_between_fragments_is_answered
     async def main() -> tuple[list[bytes], WebSocket]:
         server, url = await raw_server(script)
         async with server:
-            ws = await WebSocket.connect(url)
-            return await receive_all(ws), ws
+            return await receive_all(url)
 
     got, ws = run(main())
 
@@ -147,8 +145,7 @@ def test_a_protocol_violation_closes_with_the_rfc_code_and_a_reason(wire: bytes,
     async def main() -> tuple[list[bytes], WebSocket]:
         server, url = await raw_server(script)
         async with server:
-            ws = await WebSocket.connect(url)
-            return await receive_all(ws), ws
+            return await receive_all(url)
 
     got, ws = run(main())
 
@@ -165,9 +162,7 @@ def test_a_message_over_the_limit_closes_with_1009() -> None:
     async def main() -> WebSocket:
         server, url = await raw_server(script)
         async with server:
-            ws = await WebSocket.connect(url, max_message=1_000)
-            await receive_all(ws)
-            return ws
+            return (await receive_all(url, max_message=1_000))[1]
 
     ws = run(main())
 
@@ -185,7 +180,7 @@ def test_a_refused_or_wrong_handshake_is_an_error_naming_it(status: str, accept:
     async def main() -> None:
         server, url = await raw_server(script, status=status, accept=accept)
         async with server:
-            await WebSocket.connect(url)
+            await WebSocket.connect(url, lambda messages, ts_recv: None)
 
     with pytest.raises(WebSocketError, match=error):
         run(main())
@@ -201,8 +196,9 @@ def test_close_gives_up_on_a_peer_that_never_answers_after_the_timeout() -> None
     async def main() -> float:
         server, url = await raw_server(script)
         async with server:
-            ws = await WebSocket.connect(url, close_timeout=0.5)
-            await ws.receive()
+            first = asyncio.get_running_loop().create_future()
+            ws = await WebSocket.connect(url, lambda m, t: first.done() or first.set_result(None), close_timeout=0.5)
+            await first
             loop = asyncio.get_running_loop()
             started = loop.time()
             await ws.close()
@@ -217,43 +213,69 @@ def message(i: int) -> str:
     return f'{{"n":{i},"pad":"{"x" * 200}"}}'
 
 
-def test_text_sent_reaches_an_aiohttp_server_and_reading_pauses_while_messages_wait() -> None:
-    received: list[str] = []
-
+async def aiohttp_server(count: int, received: list[str]) -> tuple[web.AppRunner, str]:
+    """A server that answers the first text with ``count`` messages."""
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 received.append(msg.data)
-                for i in range(5_000):
+                for i in range(count):
                     await ws.send_str(message(i))
         return ws
 
-    async def main() -> tuple[list[bytes], int]:
-        app = web.Application()
-        app.router.add_get("/ws", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"ws://127.0.0.1:{port}/ws"
+
+
+def test_text_sent_reaches_an_aiohttp_server_and_each_read_is_handed_over_whole_with_one_receipt_time() -> None:
+    received: list[str] = []
+    reads: list[tuple[int, list[bytes]]] = []
+
+    async def main() -> tuple[int, int]:
+        runner, url = await aiohttp_server(5_000, received)
         try:
-            ws = await WebSocket.connect(f"ws://127.0.0.1:{port}/ws", max_pending=50)
+            before = time.time_ns()
+            ws = await WebSocket.connect(url, lambda messages, ts_recv: reads.append((ts_recv, messages)))
             await ws.send_str('{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}')
-            await asyncio.sleep(0.5)  # the server sends everything while nobody receives
-            waiting = ws._p.pending
-            got: list[bytes] = []
-            while len(got) < 5_000:
-                got += [m for c in await ws.receive() for m in c.messages]
+            while sum(len(m) for _, m in reads) < 5_000:
+                await asyncio.sleep(0.01)
             await ws.close()
-            return got, waiting
+            return before, time.time_ns()
         finally:
             await runner.cleanup()
 
-    got, waiting = run(main())
+    before, after = run(main())
 
     assert received == ['{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}']
-    assert got == [message(i).encode() for i in range(5_000)]
-    # over max_pending waiting, the socket stopped being read (TCP holds the peer back): at most one more read
-    assert 50 < waiting < 2_500
+    assert [m for _, m in reads for m in m] == [message(i).encode() for i in range(5_000)]
+    assert len(reads) < 5_000  # reads of several messages were handed over at once
+    assert all(before <= ts <= after for ts, _ in reads)
+    assert [ts for ts, _ in reads] == sorted(ts for ts, _ in reads)
+
+
+def test_a_handler_that_fails_ends_the_connection_with_1011_naming_the_error() -> None:
+    def handler(messages: list[bytes], ts_recv: int) -> None:
+        raise KeyError("boom")
+
+    async def main() -> WebSocket:
+        runner, url = await aiohttp_server(10, [])
+        try:
+            ws = await WebSocket.connect(url, handler)
+            await ws.send_str("go")
+            await ws.wait_ended()
+            await ws.close()
+            return ws
+        finally:
+            await runner.cleanup()
+
+    ws = run(main())
+
+    assert ws.close_code == 1011 and "message handler failed: KeyError('boom')" in ws.close_reason
