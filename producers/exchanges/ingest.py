@@ -26,6 +26,7 @@ from producers.exchanges.publisher import KafkaPublisher, LatencyHistogram
 from producers.exchanges.queue import DropQueue, Policy
 
 logger = logging.getLogger(__name__)
+WARM_UP_S = 5.0  # how long the start waits for the topics' metadata at most
 
 
 @dataclass
@@ -101,7 +102,9 @@ class Ingest:
                 for v in self.venues
             ]
             runner = await self._start_metrics()
-            await asyncio.to_thread(self.publisher.warm_up)
+            # the topics' metadata first, so that the first ticks do not wait for it; a broker that does not answer
+            # within WARM_UP_S holds the feeds back no longer (their records then wait in the queue)
+            await asyncio.to_thread(self.publisher.warm_up, WARM_UP_S)
             publisher = asyncio.create_task(self.publisher.run(self.queue, stop))
             tasks = [asyncio.create_task(c.run(stop)) for c in self.connectors]
             if cfg.duration_s > 0:

@@ -221,9 +221,10 @@ class KafkaPublisher:
     def warm_up(self, timeout: float = 10.0) -> bool:
         """Fetch the topics' metadata (and so connect to their leaders) before the first record, so that the first
         ticks do not wait for it; False (logged) if the broker did not answer in time (records then wait)."""
+        deadline = time.monotonic() + timeout
         try:
             for topic in self._topic_of.values():
-                self._producer.list_topics(topic, timeout=timeout)
+                self._producer.list_topics(topic, timeout=max(0.1, deadline - time.monotonic()))
         except KafkaException as e:
             logger.warning("Kafka metadata not available yet (%s): the first records wait for it", e)
             return False
