@@ -88,7 +88,8 @@ def drop_topics(bootstrap: str, topics: dict[str, str]) -> None:
         f.result(30)
 
 
-async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, str], total: int) -> dict[str, Any]:
+async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, str], total: int,
+                  others: dict[str, int]) -> dict[str, Any]:
     names = [f"{args.venue}#{i}" for i in range(len(ports))]  # one connection (and stats, keys) per feed
     symbols = ONE_SYMBOL.get((args.venue, args.capture), [])
     config = IngestConfig(
@@ -104,12 +105,13 @@ async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, 
     while sum(v.stats.messages for v in ingest.venues) == 0:
         await asyncio.sleep(0.001)
     wall0, cpu0, ru0 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
-    threads0 = thread_cpu()
+    threads0, others0 = thread_cpu(), {name: process_cpu(pid) for name, pid in others.items()}
     deadline = wall0 + args.max_seconds
     while acked(ingest) < total and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     threads = {name: round(t - threads0.get(name, 0.0), 2) for name, t in thread_cpu().items()}
+    beside = {name: round(process_cpu(pid) - others0[name], 2) for name, pid in others.items()}
     ru = resource.getrusage(resource.RUSAGE_SELF)
     ingest.stop()
     await task
@@ -123,8 +125,29 @@ async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, 
         "max_ms": max(ingest.latency.samples or [0.0]) * 1e3, "gaps": sum(s.gaps for s in st),
         "by_tenth": by_tenth(ingest.latency.samples or []),
         "after_first_tenth": after_first_tenth(ingest.latency.samples or []),
+        "beside": beside,
         "threads": {k: v for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v >= 0.05},
     }
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid(bootstrap: str) -> dict[str, int]:
+    """{"broker": pid} when the broker is the local stack's of the ORDERFLOW_* settings (its CPU is reported)."""
+    from ops.stack.layout import Layout
+
+    conf = settings.load()
+    path = Layout.of(conf).kafka_pid
+    if bootstrap != conf.bootstrap_servers or not path.exists():
+        return {}
+    return {"broker": int(path.read_text().split()[0])}
 
 
 def thread_cpu() -> dict[str, float]:
@@ -194,6 +217,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     print("p50 / p99 (ms) by tenth of the run:", "  ".join(f"{a:g}/{b:g}" for a, b in r["by_tenth"]))
     print("p50 / p99 (ms) after the first tenth: {:g} / {:g}".format(*r["after_first_tenth"]))
     print("CPU seconds by thread:", ", ".join(f"{k} {v:g}" for k, v in r["threads"].items()))
+    print("CPU seconds beside it, same interval:", ", ".join(f"{k} {v:g}" for k, v in r["beside"].items()))
 
 
 def main() -> int:
@@ -236,7 +260,8 @@ def main() -> int:
         topics = {} if args.no_kafka else make_topics(args.bootstrap, args.partitions)
         import uvloop
 
-        result = uvloop.run(measure(args, list(ports), topics, total))
+        others = {"fake exchanges": child.pid or 0, **broker_pid(args.bootstrap)}
+        result = uvloop.run(measure(args, list(ports), topics, total, others))
         report(args, result)
     finally:
         child.terminate()
