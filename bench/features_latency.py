@@ -6,7 +6,8 @@
 
 Trade and quote ticks of ``--instruments`` synthetic instruments (a random walk each) are published to
 ``ticks.trades`` and ``ticks.quotes`` at ``--rate`` ticks/s, paced in 5 ms steps, each with ``ts_recv`` and
-``ts_event`` set to the wall clock as it is sent (live data). The worker closes 1 s bars (and 60 s bars);
+``ts_event`` set to the wall clock as it is sent (live data); the ticks of one key in one step go in one frame, as
+the exchange ingest publishes them (``--single``: one tick per message). The worker closes 1 s bars (and 60 s bars);
 ``ORDERFLOW_FEATURES_REGIME_FIT_BARS=10`` lets the volatility regime start after 20 bars. A reader process reads
 ``signals.regime`` from its end and notes when each signal arrived.
 
@@ -46,7 +47,7 @@ from ops.stack import stack  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics, free_ports  # noqa: E402
 from streams.features_group import FeatureTopics  # noqa: E402
 from topics import catalog  # noqa: E402
-from topics.codec import encode  # noqa: E402
+from topics.codec import encode, encode_frame  # noqa: E402
 from topics.records import QuoteTick, RegimeSignal, TradeTick  # noqa: E402
 from topics.settings import Settings, load  # noqa: E402
 
@@ -79,8 +80,9 @@ def read_signals(bootstrap: str, topic: str, seconds: float, ready: Any, out: An
 class Ticks:
     """Paced trade and quote ticks of synthetic instruments; remembers what was sent when, per partition."""
 
-    def __init__(self, bootstrap: str, topics: FeatureTopics, instruments: int) -> None:
+    def __init__(self, bootstrap: str, topics: FeatureTopics, instruments: int, single: bool = False) -> None:
         self.topics = topics
+        self.single = single
         self.symbols = [f"S{i:03d}" for i in range(instruments)]
         self.mid = [100.0 + i for i in range(instruments)]
         self.partition: dict[str, int] = {}
@@ -94,6 +96,9 @@ class Ticks:
             self.partition[msg.key().decode()] = msg.partition()
 
     def send(self, n: int) -> None:
+        """``n`` ticks, published as the exchange ingest publishes them: one frame (a JSON array) per key and
+        topic with that key's ticks of this step, in order (``--single`` publishes one tick per message)."""
+        frames: dict[tuple[str, str], list[Any]] = {}
         for _ in range(n):
             i = self.rng.randrange(len(self.symbols))
             symbol = self.symbols[i]
@@ -109,12 +114,20 @@ class Ticks:
                 rec = QuoteTick(venue="bench", symbol=symbol, ts_event=now, ts_recv=now, bid_px=px - 100_000,
                                 bid_sz=SECOND, ask_px=px + 100_000, ask_sz=SECOND)
                 topic = self.topics.tick_quotes
-            callback = self._delivered if key not in self.partition else None
-            self.producer.produce(topic, encode(rec), key.encode(), on_delivery=callback)
+            if self.single:
+                self._produce(topic, key, encode(rec))
+            else:
+                frames.setdefault((topic, key), []).append(rec)
             part = self.partition.get(key)
             if part is not None:
                 self.sent.setdefault(part, []).append(now)
+        for (topic, key), recs in frames.items():
+            self._produce(topic, key, encode_frame(recs))
         self.producer.poll(0)
+
+    def _produce(self, topic: str, key: str, value: bytes) -> None:
+        callback = self._delivered if key not in self.partition else None
+        self.producer.produce(topic, value, key.encode(), on_delivery=callback)
 
     def run(self, rate: float, seconds: float) -> int:
         started = time.monotonic()
@@ -171,6 +184,23 @@ def start_worker(settings: Settings, prefix: str, workdir: Path, port: int,
         if time.monotonic() > deadline:
             raise SystemExit(f"the features worker is not healthy; see {workdir / 'features.log'}")
         time.sleep(0.2)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (its threads included; 0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid(settings: Settings) -> dict[str, int]:
+    """{"broker": pid} of the local stack's broker, when its PID file is there."""
+    from ops.stack.layout import Layout
+
+    path = Layout.of(settings).kafka_pid
+    return {"broker": int(path.read_text().split()[0])} if path.exists() else {}
 
 
 def worker_histogram(port: int, name: str) -> dict[str, float | None]:
@@ -230,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=25.0, help="signals of bars ending before this are left out")
     p.add_argument("--instruments", type=int, default=40, help="synthetic instruments (default 40)")
     p.add_argument("--backlog", type=int, default=0, help="instead: publish this many ticks, time their reading")
+    p.add_argument("--single", action="store_true", help="one tick per message (default: frames per key and step)")
     p.add_argument("--profile", default="", help="run the worker under cProfile, its stats written to this file")
     args = p.parse_args(argv)
     settings = load()
@@ -250,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_ports(1)[0]
     sent = 0
     if args.backlog:  # published before the worker starts, so that it reads a backlog from the first record
-        sent = Ticks(settings.bootstrap_servers, topics, args.instruments).run(args.backlog / 10.0, 10.0)
+        sent = Ticks(settings.bootstrap_servers, topics, args.instruments, args.single).run(args.backlog / 10.0, 10.0)
     proc = start_worker(settings, prefix, workdir, port, str(Path(args.profile).resolve()) if args.profile else "")
     try:
         if args.backlog:
@@ -261,9 +292,12 @@ def main(argv: list[str] | None = None) -> int:
                                                        args.seconds + 10, ready, send))
         reader.start()
         ready.wait(30)
-        ticks = Ticks(settings.bootstrap_servers, topics, args.instruments)
+        ticks = Ticks(settings.bootstrap_servers, topics, args.instruments, args.single)
         started = time.time_ns()
+        pids = {"worker": proc.pid, "bench (producer)": os.getpid(), **broker_pid(settings)}
+        cpu0 = {name: process_cpu(pid) for name, pid in pids.items()}
         sent = ticks.run(args.rate, args.seconds)
+        cpu = {name: round(process_cpu(pid) - cpu0[name], 1) for name, pid in pids.items()}
         signals = recv.recv()
         reader.join(30)
         lat = latencies(ticks, signals, started + int(args.warmup * SECOND))
@@ -275,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         print("worker tick_to_signal (ts_recv -> handed to producer, bucket bounds):",
               worker_histogram(port, "orderflow_features_tick_to_signal_seconds"), flush=True)
         print("worker bar_compute:", worker_histogram(port, "orderflow_features_bar_compute_seconds"), flush=True)
+        print("worker arrival_lag (Kafka timestamp of a batch's first record -> the agent):",
+              worker_histogram(port, "orderflow_features_arrival_lag_seconds"), flush=True)
+        print(f"CPU seconds while the ticks were sent ({args.seconds:.0f} s): "
+              + ", ".join(f"{k} {v:g}" for k, v in cpu.items()), flush=True)
         print(f"load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)

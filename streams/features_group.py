@@ -107,6 +107,11 @@ _decoder = msgspec.msgpack.Decoder(GroupCheckpoint)
 COMPRESSION_LEVEL = 1  # zlib: the engine's arrays shrink about 3.5 times in a few ms
 
 
+def compress_checkpoint(snapshot: bytes) -> bytes:
+    """A :meth:`Group.snapshot` as :meth:`Group.restore` takes it."""
+    return zlib.compress(snapshot, COMPRESSION_LEVEL)
+
+
 @dataclass
 class Pending:
     topic: str
@@ -148,11 +153,17 @@ class Group:
         self.regimes: dict[int, RegimeUpdate] = {}
 
     def checkpoint(self) -> bytes:
+        """The group's whole state, as :meth:`restore` takes it."""
+        return compress_checkpoint(self.snapshot())
+
+    def snapshot(self) -> bytes:
+        """The state, not compressed yet (:func:`compress_checkpoint` may run in another thread: zlib releases
+        the GIL, and it is most of a checkpoint's cost)."""
         entry = GroupCheckpoint(
             group=self.number, positions=dict(self.positions), clocks=dict(self.clocks), open_end=self.open_end,
             engine=self.engine.checkpoint(), detectors=[d.checkpoint() for d in self.detectors],
             pending=[(p.topic, p.offset, p.ts, encode(p.record)) for p in self.pending])
-        return zlib.compress(_encoder.encode(entry), COMPRESSION_LEVEL)
+        return _encoder.encode(entry)
 
     @classmethod
     def restore(cls, number: int, blob: bytes, types: dict[str, type]) -> Group:

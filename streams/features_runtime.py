@@ -23,9 +23,9 @@ from typing import Any, Protocol
 from faust.streams import _current_event  # the context the RocksDB store reads a write's partition from
 from faust.types import TP, EventT
 
-from streams.batching import records_of
+from streams.batching import BatchMessage, records_of
 from streams.errors import StreamsError
-from streams.features_group import Group, GroupKeeper, Output
+from streams.features_group import Group, GroupKeeper, Output, compress_checkpoint
 from streams.features_web import FeatureMetrics
 from streams.output import OutputSink
 from streams.recovery import recovered_partitions
@@ -163,6 +163,7 @@ class FeaturesRuntime(OneWriteInFlight):
             return
         caught_up = self.caught_up(number)
         handle = self.keeper.handle
+        self._observe_arrival(message, records[0])
         for record in records:
             started = time.perf_counter()
             closed = self.keeper.tally.bars_closed
@@ -173,6 +174,13 @@ class FeaturesRuntime(OneWriteInFlight):
         self.last_record[number] = now
         if now - self.last_checkpoint.get(number, 0.0) >= self.commit_interval_s:
             self.start_checkpoint(number)
+
+    def _observe_arrival(self, message: Any, first: Any) -> None:
+        """Kafka timestamp of the event's first record -> now (aiokafka's records carry ms, Faust's messages s)."""
+        stamp = getattr(first, "timestamp", None)
+        if stamp:
+            seconds = stamp / 1000 if isinstance(message, BatchMessage) else stamp
+            self.metrics.arrival_lag.observe(max(0.0, time.time() - seconds))
 
     def _send(self, outputs: list[Output], started: float, closed: int) -> None:
         if outputs:
@@ -238,12 +246,13 @@ class FeaturesRuntime(OneWriteInFlight):
         if group.positions == group.checkpointed and group.open_end == group.snapshot_end:
             self._ack_covered(number)  # nothing new: no record handled, no bar closed by the idle timer
             return
-        blob, upto = group.checkpoint(), dict(group.positions)
+        snapshot, upto = group.snapshot(), dict(group.positions)
         group.snapshot_end = group.open_end
-        self._run(self._complete(number, group, blob, upto))
+        self._run(self._complete(number, group, snapshot, upto))
 
-    async def _complete(self, number: int, group: Group, blob: bytes, upto: dict[str, int]) -> None:
+    async def _complete(self, number: int, group: Group, snapshot: bytes, upto: dict[str, int]) -> None:
         started = time.perf_counter()
+        blob = await asyncio.to_thread(compress_checkpoint, snapshot)  # off the loop: zlib releases the GIL
         await self.sink.flush()
         try:
             await self.store.write(number, blob)

@@ -63,6 +63,10 @@ class FeatureMetrics:
             f"{NS}_tick_to_signal_seconds", "ts_recv of the record that closed a bar to its bars and regime "
             "signals handed to the producer; meaningful for live data (replays have old ts_recv)",
             registry=reg, buckets=LATENCY_BUCKETS)
+        self.arrival_lag = Histogram(
+            f"{NS}_arrival_lag_seconds", "Kafka timestamp of the first record of a batch to the batch reaching the "
+            "agent: the broker and the consumer's share of the latency, plus any wait behind earlier batches",
+            registry=reg, buckets=LATENCY_BUCKETS)
         self.checkpoint_seconds = Histogram(
             f"{NS}_checkpoint_seconds", "one group checkpoint: flush outputs, write and await the changelog",
             registry=reg, buckets=LATENCY_BUCKETS)
