@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 import msgspec  # noqa: E402
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition  # noqa: E402
 
+from bench.procstat import broker_pid, process_cpu  # noqa: E402
 from ops.stack import stack  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics, free_ports  # noqa: E402
 from streams.features_group import FeatureTopics  # noqa: E402
@@ -184,23 +185,6 @@ def start_worker(settings: Settings, prefix: str, workdir: Path, port: int,
         if time.monotonic() > deadline:
             raise SystemExit(f"the features worker is not healthy; see {workdir / 'features.log'}")
         time.sleep(0.2)
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (its threads included; 0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def broker_pid(settings: Settings) -> dict[str, int]:
-    """{"broker": pid} of the local stack's broker, when its PID file is there."""
-    from ops.stack.layout import Layout
-
-    path = Layout.of(settings).kafka_pid
-    return {"broker": int(path.read_text().split()[0])} if path.exists() else {}
 
 
 def worker_histogram(port: int, name: str) -> dict[str, float | None]:

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.procstat import broker_pid, process_cpu
 from producers.exchanges import venue_class
 from producers.exchanges.fake import FakeConfig, FakeExchange
 from producers.exchanges.ingest import Ingest, IngestConfig
@@ -128,26 +129,6 @@ async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, 
         "beside": beside,
         "threads": {k: v for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v >= 0.05},
     }
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def broker_pid(bootstrap: str) -> dict[str, int]:
-    """{"broker": pid} when the broker is the local stack's of the ORDERFLOW_* settings (its CPU is reported)."""
-    from ops.stack.layout import Layout
-
-    conf = settings.load()
-    path = Layout.of(conf).kafka_pid
-    if bootstrap != conf.bootstrap_servers or not path.exists():
-        return {}
-    return {"broker": int(path.read_text().split()[0])}
 
 
 def thread_cpu() -> dict[str, float]:
@@ -260,7 +241,9 @@ def main() -> int:
         topics = {} if args.no_kafka else make_topics(args.bootstrap, args.partitions)
         import uvloop
 
-        others = {"fake exchanges": child.pid or 0, **broker_pid(args.bootstrap)}
+        conf = settings.load()
+        broker = broker_pid(conf) if args.bootstrap == conf.bootstrap_servers else {}  # the local stack's broker
+        others = {"fake exchanges": child.pid or 0, **broker}
         result = uvloop.run(measure(args, list(ports), topics, total, others))
         report(args, result)
     finally:

@@ -22,7 +22,6 @@ Each run has its own topics (``bench<hex>.``) and consumer group on the broker o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing as mp
 import os
 import platform
@@ -43,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 import msgspec  # noqa: E402
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition  # noqa: E402
 
+from bench.procstat import broker_pid, process_cpu  # noqa: E402
 from ops.stack import stack  # noqa: E402
-from ops.stack.layout import Layout  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics, free_ports  # noqa: E402
 from streams.publisher import OutputTopics  # noqa: E402
 from tests.streams.sessions import (  # noqa: E402
@@ -179,22 +178,9 @@ def producer(bootstrap: str, linger_ms: float) -> Producer:
                      "queue.buffering.max.kbytes": 2_097_152, "message.max.bytes": 16 * 1024 * 1024})
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(run: Run) -> dict[str, float]:
+def processes_cpu(run: Run) -> dict[str, float]:
     pids = {f"worker {i + 1}": proc.pid for i, (proc, _) in enumerate(run.workers)}
-    broker = Layout.of(run.settings).kafka_pid
-    if broker.exists():
-        pids["broker"] = int(broker.read_text().split()[0])
-    out = {}
-    for name, pid in pids.items():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            out[name] = cpu_seconds(pid)
-    return out
+    return {name: process_cpu(pid) for name, pid in {**pids, **broker_pid(run.settings)}.items()}
 
 
 def reader(run: Run, expected: int, deadline_s: float) -> tuple[Any, Any]:
@@ -215,7 +201,7 @@ def throughput(run: Run) -> dict[str, Any]:
     records = sum(len(f) for f in session)
     expected = len(esh4_reference()[0]) * len(instruments)
     proc, out = reader(run, expected, deadline_s=600)
-    cpu_before = process_cpu(run)
+    cpu_before = processes_cpu(run)
     prod = producer(run.bootstrap, 5.0)
     started = time.monotonic()
     for key, value in messages:
@@ -230,7 +216,7 @@ def throughput(run: Run) -> dict[str, Any]:
     produced = time.monotonic()
     count, _, last, _ = out.get(timeout=700)
     proc.join()
-    cpu_after = process_cpu(run)
+    cpu_after = processes_cpu(run)
     elapsed = last - started if count >= expected else float("nan")
     return {"records": records, "frames": len(messages), "bbo": count, "bbo_expected": expected,
             "produce_s": produced - started, "elapsed_s": elapsed, "records_per_s": records / elapsed,
@@ -261,7 +247,7 @@ def latency(run: Run) -> dict[str, Any]:
                        for records in books)
     proc, out = reader(run, expected_bbo, deadline_s=seconds + 120)
     framer = Framer(max_records=run.args.latency_frame, linger_s=run.args.linger_ms / 1000)
-    cpu_before = process_cpu(run)
+    cpu_before = processes_cpu(run)
     started, sent, frames_sent = time.monotonic(), 0, 0
     wall0 = time.time_ns()
     tick = 0.0005
@@ -287,7 +273,7 @@ def latency(run: Run) -> dict[str, Any]:
     achieved = sent / (time.monotonic() - started)
     count, _, _, lat = out.get(timeout=seconds + 180)
     proc.join()
-    cpu_after = process_cpu(run)
+    cpu_after = processes_cpu(run)
     tenth = max(1, len(lat) // 10)
     over_time = [round(sorted(lat[i:i + tenth])[len(lat[i:i + tenth]) // 2] / 1e6, 2)
                  for i in range(0, len(lat), tenth)]
