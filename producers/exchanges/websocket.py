@@ -260,7 +260,8 @@ class WebSocket:
                 lambda: protocol, parts.hostname, port,
                 ssl=(ssl_context or ssl.create_default_context()) if secure else None,
                 server_hostname=parts.hostname if secure else None)
-            host = parts.hostname if port == (443 if secure else 80) else f"{parts.hostname}:{port}"
+            name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # an IPv6 address
+            host = name if port == (443 if secure else 80) else f"{name}:{port}"
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             transport.write(
                 f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

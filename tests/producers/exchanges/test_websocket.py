@@ -279,3 +279,27 @@ def test_a_handler_that_fails_ends_the_connection_with_1011_naming_the_error() -
     ws = run(main())
 
     assert ws.close_code == 1011 and "message handler failed: KeyError('boom')" in ws.close_reason
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_handshake_names_the_host_and_path_asked_for(host: str) -> None:
+    requests: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = (await reader.readuntil(b"\r\n\r\n")).decode()
+        requests.append(request)
+        writer.close()
+
+    async def main() -> None:
+        try:
+            server = await asyncio.start_server(handle, host, 0)
+        except OSError:
+            pytest.skip(f"no {host} on this machine")
+        port = server.sockets[0].getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        async with server:
+            with pytest.raises(WebSocketError):
+                await WebSocket.connect(f"ws://{shown}:{port}/stream?streams=a@trade", lambda m, t: None)
+        assert f"GET /stream?streams=a@trade HTTP/1.1\r\nHost: {shown}:{port}\r\n" in requests[0]
+
+    run(main())
