@@ -7,8 +7,9 @@
 - Resubscription: every (re)connection resets the venue's books and sends its subscription messages again.
 - Resync requests from the venue's integrity rules: ``snapshot`` refetches the REST depth snapshot (Binance,
   Bitstamp) while the socket keeps buffering; ``reconnect`` re-establishes the connection (fresh WS snapshots).
-- Every read off the socket is stamped ``ts_recv`` (ns) on receipt; each of its messages is parsed, and their
-  records are handed to ``sink`` together (:mod:`producers.exchanges.websocket`).
+- Every read off the socket is stamped ``ts_recv`` (ns) on receipt; each of its messages is parsed, the first
+  record with that time and each later one 1 ns after the one before (receipt times are strictly increasing per
+  connection), and the records are handed to ``sink`` together (:mod:`producers.exchanges.websocket`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from msgspec.structs import replace
 
 from producers.exchanges.base import Record, Resync, Venue
 from producers.exchanges.websocket import WebSocket, WebSocketError
@@ -86,6 +88,7 @@ class Connector:
         self._got = False  # the connection delivered a message
         self._reconnect: str | None = None  # why the messages asked for a new connection
         self._ws: WebSocket | None = None
+        self._last_recv = 0  # receipt time given to the last message, ns
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect and reconnect until ``stop`` is set."""
@@ -188,9 +191,17 @@ class Connector:
         together, and before any resync the messages ask for (a reconnect stops the socket's hand-over)."""
         self._got = True
         self.state.last_message = time.monotonic()
-        venue, out = self.venue, []
+        venue, out, last = self.venue, [], self._last_recv
         for raw in messages:
-            records = venue.handle(raw, ts_recv)
+            # the read's receipt time, then 1 ns more for each later record: receipt times are strictly increasing
+            # per connection, so records received together keep their order and stay apart in the sink, whose
+            # natural key for quotes holds ts_recv (a venue may send one symbol's quotes with one time stamp)
+            last = ts_recv if ts_recv > last else last + 1
+            records = venue.handle(raw, last)
+            if len(records) > 1:
+                records = [r if i == 0 else replace(r, ts_recv=last + i) for i, r in enumerate(records)]
+                last += len(records) - 1
+            self._last_recv = last
             if records:
                 out += records
             if venue.resyncs:

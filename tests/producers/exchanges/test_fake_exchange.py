@@ -20,7 +20,7 @@ from producers.exchanges.base import Record, Venue
 from producers.exchanges.connection import Backoff, Connector
 from producers.exchanges.fake import GARBAGE, FakeConfig, FakeExchange
 from producers.exchanges.replay import load, replay
-from tests.producers.exchanges.support import book_state, wait_for
+from tests.producers.exchanges.support import book_state, quotes, wait_for
 from topics.records import L2Update, QuoteTick, TradeTick
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # real WebSockets on loopback, whole captures streamed
@@ -119,6 +119,9 @@ def test_capture_streams_like_the_replay(captures: Path, name: str) -> None:
     assert same(run.out, records, ordered=venue_class(name).resync_how != "snapshot")
     assert conn.state.connects == 1 and conn.venue.stats.reconnects == 0
     assert fake.stats.connections == 1
+    # messages read together still get distinct receipt times: no two quotes share the sink's natural key
+    keys = [(q.symbol, q.ts_event, q.ts_recv) for q in quotes(run.out)]
+    assert len(set(keys)) == len(keys)
 
 
 def test_dropped_connection_reconnects_within_backoff_and_resyncs(captures: Path) -> None:
