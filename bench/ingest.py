@@ -31,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.procstat import broker_pid, process_cpu
@@ -80,6 +81,14 @@ def make_topics(bootstrap: str, partitions: int) -> dict[str, str]:
     futures = admin.create_topics([NewTopic(t, partitions, 1) for t in topics.values()])
     for f in futures.values():
         f.result(30)
+    # one record into every partition, acknowledged, before the run: a deployment's topics exist long before its
+    # ticks, and a partition's first write (its log made, its leader known to the producer) is no tick's latency
+    primer = Producer({"bootstrap.servers": bootstrap})
+    for topic in topics.values():
+        for partition in range(partitions):
+            primer.produce(topic, b"{}", partition=partition)
+    if primer.flush(30):
+        raise SystemExit("the bench topics did not take their first records within 30 s")
     return topics
 
 
