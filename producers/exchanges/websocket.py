@@ -71,6 +71,7 @@ class _Protocol(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._fragment_size = 0
         self._open = False
+        self._read_done = False  # the peer's close frame came, or it broke the protocol: nothing more is parsed
 
     # ------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -145,7 +146,7 @@ class _Protocol(asyncio.Protocol):
         """Every complete frame in ``buf``: data messages into ``out``, control frames answered. Returns the bytes
         used; ``_need`` is then how many the incomplete frame at that point needs in all."""
         pos, size = 0, len(buf)
-        while self.close_code is None:
+        while not self._read_done:
             if size - pos < 2:
                 self._need = 2
                 break
@@ -188,7 +189,9 @@ class _Protocol(asyncio.Protocol):
             pass
         elif opcode == CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-            self.close_code, self.close_reason = code, payload[2:].decode("utf-8", "replace")
+            if self.close_code is None:  # the peer's close (else its answer to ours: ours says why)
+                self.close_code, self.close_reason = code, payload[2:].decode("utf-8", "replace")
+            self._read_done = True
             self._end()
             self._send_close(NORMAL if code == 1005 else code)
             if self.transport is not None:
@@ -213,6 +216,7 @@ class _Protocol(asyncio.Protocol):
 
     def _protocol_error(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
+        self._read_done = True
         self._end()
         self._send_close(code, reason)
         if self.transport is not None:

@@ -79,8 +79,17 @@ async def receive_all(url: str, **options: Any) -> tuple[list[bytes], WebSocket]
     return got, ws
 
 
+def resolve_once(future: asyncio.Future[list[bytes]]) -> Callable[[list[bytes], int], None]:
+    """A message handler that hands the first read's messages to ``future``."""
+    def on_messages(messages: list[bytes], ts_recv: int) -> None:
+        if not future.done():
+            future.set_result(messages)
+
+    return on_messages
+
+
 def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def test_messages_of_every_length_class_arrive_whole_and_in_order_even_split_across_reads() -> None:
@@ -196,8 +205,8 @@ def test_close_gives_up_on_a_peer_that_never_answers_after_the_timeout() -> None
     async def main() -> float:
         server, url = await raw_server(script)
         async with server:
-            first = asyncio.get_running_loop().create_future()
-            ws = await WebSocket.connect(url, lambda m, t: first.done() or first.set_result(None), close_timeout=0.5)
+            first: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+            ws = await WebSocket.connect(url, resolve_once(first), close_timeout=0.5)
             await first
             loop = asyncio.get_running_loop()
             started = loop.time()
@@ -255,7 +264,7 @@ def test_text_sent_reaches_an_aiohttp_server_and_each_read_is_handed_over_whole_
     before, after = run(main())
 
     assert received == ['{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}']
-    assert [m for _, m in reads for m in m] == [message(i).encode() for i in range(5_000)]
+    assert [m for _, read in reads for m in read] == [message(i).encode() for i in range(5_000)]
     assert len(reads) < 5_000  # reads of several messages were handed over at once
     assert all(before <= ts <= after for ts, _ in reads)
     assert [ts for ts, _ in reads] == sorted(ts for ts, _ in reads)
@@ -303,3 +312,29 @@ def test_the_handshake_names_the_host_and_path_asked_for(host: str) -> None:
         assert f"GET /stream?streams=a@trade HTTP/1.1\r\nHost: {shown}:{port}\r\n" in requests[0]
 
     run(main())
+
+
+def test_our_close_ends_as_soon_as_the_peer_answers_it() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(frame(0x1, b"hello"))
+        opcode, payload = await read_client_frame(reader)
+        assert opcode == 0x8
+        writer.write(frame(0x8, payload))  # the answer; the TCP connection is left to the client to close
+        await writer.drain()
+        await asyncio.sleep(10)
+
+    async def main() -> tuple[float, WebSocket]:
+        server, url = await raw_server(script)
+        async with server:
+            got: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+            ws = await WebSocket.connect(url, resolve_once(got), close_timeout=5.0)
+            await got
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await ws.close()
+            return loop.time() - started, ws
+
+    took, ws = run(main())
+
+    assert took < 1.0
+    assert ws.closed and (ws.close_code, ws.close_reason) == (1000, "closed by us")
