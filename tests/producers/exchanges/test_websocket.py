@@ -10,7 +10,7 @@ import hashlib
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import WSMsgType, web
@@ -79,6 +79,16 @@ async def receive_all(url: str, **options: Any) -> tuple[list[bytes], WebSocket]
     return got, ws
 
 
+def received_from(script: Script, **options: Any) -> tuple[list[bytes], WebSocket]:
+    """Every message a raw server running ``script`` sent until the connection ended, and the socket."""
+    async def main() -> tuple[list[bytes], WebSocket]:
+        server, url = await raw_server(script)
+        async with server:
+            return await receive_all(url, **options)
+
+    return cast(tuple[list[bytes], WebSocket], run(main()))
+
+
 def resolve_once(future: asyncio.Future[list[bytes]]) -> Callable[[list[bytes], int], None]:
     """A message handler that hands the first read's messages to ``future``."""
     def on_messages(messages: list[bytes], ts_recv: int) -> None:
@@ -104,12 +114,7 @@ def test_messages_of_every_length_class_arrive_whole_and_in_order_even_split_acr
             await asyncio.sleep(0.001)
         await read_client_frame(reader)
 
-    async def main() -> tuple[list[bytes], WebSocket]:
-        server, url = await raw_server(script)
-        async with server:
-            return await receive_all(url)
-
-    got, ws = run(main())
+    got, ws = received_from(script)
 
     assert got == payloads
     assert ws.close_code == 1000
@@ -125,12 +130,7 @@ def test_a_fragmented_message_is_joined_and_a_ping_between_fragments_is_answered
         writer.write(frame(0x8, struct.pack("!H", 1001) + b"going away"))
         answered.append(await read_client_frame(reader))
 
-    async def main() -> tuple[list[bytes], WebSocket]:
-        server, url = await raw_server(script)
-        async with server:
-            return await receive_all(url)
-
-    got, ws = run(main())
+    got, ws = received_from(script)
 
     assert got == [b'{"a":1,"b":2}', b"next"]
     assert answered[0] == (0xA, b"are you there")  # pong, same payload
@@ -151,12 +151,7 @@ def test_a_protocol_violation_closes_with_the_rfc_code_and_a_reason(wire: bytes,
         writer.write(frame(0x1, b"good") + wire + frame(0x1, b"never delivered"))
         closes.append(await read_client_frame(reader))
 
-    async def main() -> tuple[list[bytes], WebSocket]:
-        server, url = await raw_server(script)
-        async with server:
-            return await receive_all(url)
-
-    got, ws = run(main())
+    got, ws = received_from(script)
 
     assert got == [b"good"]
     assert ws.close_code == code and reason in ws.close_reason
@@ -168,12 +163,7 @@ def test_a_message_over_the_limit_closes_with_1009() -> None:
         writer.write(frame(0x1, b"x" * 2_000))
         await read_client_frame(reader)
 
-    async def main() -> WebSocket:
-        server, url = await raw_server(script)
-        async with server:
-            return (await receive_all(url, max_message=1_000))[1]
-
-    ws = run(main())
+    _, ws = received_from(script, max_message=1_000)
 
     assert ws.close_code == 1009 and "over the 1000-byte limit" in ws.close_reason
 
