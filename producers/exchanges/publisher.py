@@ -167,27 +167,28 @@ class KafkaPublisher:
     def publish(self, batch: list[Record]) -> None:
         """Hand ``batch`` to librdkafka as frames; raises ``BufferError`` when its queue is full, with ``batch``
         cut down to the records not handed over (each key's records still in order)."""
-        produce, encode, stats, delivered = self._producer.produce, self._encode, self._stats, self._delivered
+        produce, encode, delivered = self._producer.produce, self._encode, self._delivered
         frames = frames_of(batch, self._topic_of, self._key, self.frame_max)
         for i, frame in enumerate(frames):
-            records = frame.records
+            stats = self._stats[frame.records[0].venue]  # one key, so one venue
+            handed = 0  # records of this frame handed over
             try:
-                for part in self._parts(records, encode(records)):
-                    produce(frame.topic, part[1], frame.key, timestamp=part[0][0].ts_recv // 1_000_000,
-                            on_delivery=partial(delivered, len(part[0])))
-                    self.in_flight += len(part[0])
+                for records, value in self._parts(frame.records, encode(frame.records)):
+                    produce(frame.topic, value, frame.key, timestamp=records[0].ts_recv // 1_000_000,
+                            on_delivery=partial(delivered, len(records)))
+                    handed += len(records)
+                    self.in_flight += len(records)
                     self.messages += 1
-                    stats[records[0].venue].published += len(part[0])  # one key, so one venue
-                    del records[: len(part[0])]  # handed over: a BufferError keeps only the rest
+                    stats.published += len(records)
             except BufferError:
-                batch[:] = [r for f in frames[i:] for r in f.records]
+                batch[:] = frame.records[handed:] + [r for f in frames[i + 1:] for r in f.records]
                 raise
         self._producer.poll(0)
 
     def _parts(self, records: list[Record], value: bytes) -> list[tuple[list[Record], bytes]]:
         """``records`` with their JSON ``value``, split in halves until each part is under FRAME_MAX_BYTES."""
         if len(value) <= FRAME_MAX_BYTES or len(records) == 1:
-            return [(list(records), value)]
+            return [(records, value)]
         half = len(records) // 2
         first, second = records[:half], records[half:]
         return self._parts(first, self._encode(first)) + self._parts(second, self._encode(second))
