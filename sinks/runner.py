@@ -269,10 +269,7 @@ class Sink:
         if not isinstance(error, RowError):
             try:
                 spec = self.config.topics[topic]
-                if spec.framed:
-                    codec.decode_records(spec.record_type, msg.value())  # type: ignore[arg-type]
-                else:
-                    codec.decode(spec.record_type, msg.value())  # type: ignore[arg-type]
+                codec.decode_message(spec.record_type, msg.value(), spec.framed)  # type: ignore[arg-type]
             except DecodeError as e:
                 reason = str(e)
         self._dead.send(msg, reason)

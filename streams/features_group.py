@@ -34,7 +34,7 @@ import msgspec
 from processors.features import FeatureConfig, FeatureEngine, FeatureFrame, Record, instrument_key
 from processors.regime import RegimeConfig, RegimeDetector, RegimeUpdate
 from topics import catalog
-from topics.codec import decode, decode_records, encode
+from topics.codec import decode, decode_message, encode
 from topics.errors import DecodeError
 from topics.records import BboUpdate, BookTrade, DeadLetter, Mbp10Snapshot, QuoteTick, TradeTick
 
@@ -69,24 +69,13 @@ class FeatureTopics:
                 self.tick_trades: TradeTick, self.tick_quotes: QuoteTick}
 
     def framed(self) -> set[str]:
-        """The inputs whose messages may be frames of records (``framed`` in the topic catalog)."""
-        return {getattr(self, name) for name, spec in _INPUT_SPECS.items() if spec.framed}
-
-
-_INPUT_SPECS = {"bbo": catalog.BOOK_BBO, "mbp10": catalog.BOOK_MBP10, "book_trades": catalog.BOOK_TRADES,
-                "tick_trades": catalog.TICKS_TRADES, "tick_quotes": catalog.TICKS_QUOTES}
+        """The inputs whose messages may be frames of records (their topics are ``framed`` in the catalog)."""
+        return {topic for topic, kind in self.inputs().items() if kind.__name__ in catalog.FRAMED_TYPES}
 
 
 def _behind_in(topic: str, caught_up: Callable[[str], bool], other: str) -> bool:
     """``caught_up`` while ``topic`` has records left in the frame being taken."""
     return other != topic and caught_up(other)
-
-
-def _decoder_of(record_type: type, framed: bool) -> Callable[[bytes], list[Any]]:
-    """A message value -> its records (one, or a frame's)."""
-    if framed:
-        return lambda value: decode_records(record_type, value)
-    return lambda value: [decode(record_type, value)]
 
 
 class GroupCheckpoint(msgspec.Struct, kw_only=True):
@@ -192,7 +181,9 @@ class GroupKeeper:
     def __init__(self, topics: FeatureTopics, features: FeatureConfig, regime: RegimeConfig) -> None:
         self.topics = topics
         self.types = topics.inputs()
-        self.decoders = {topic: _decoder_of(t, topic in topics.framed()) for topic, t in self.types.items()}
+        framed = topics.framed()
+        self.decoders: dict[str, Callable[[bytes], list[Any]]] = {
+            topic: partial(decode_message, t, framed=topic in framed) for topic, t in self.types.items()}
         self.features = features
         self.regime = regime
         self.groups: dict[int, Group] = {}

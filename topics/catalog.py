@@ -92,6 +92,7 @@ CATALOG: tuple[TopicSpec, ...] = (
 )
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in CATALOG}
+FRAMED_TYPES = frozenset(spec.value for spec in CATALOG if spec.framed)  # record types published in frames
 
 
 def topic(name: str) -> TopicSpec:

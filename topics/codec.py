@@ -63,6 +63,12 @@ def decode_records(record_type: type[T], data: bytes | bytearray | memoryview | 
     return value if type(value) is list else [value]
 
 
+def decode_message(record_type: type[T], data: bytes | bytearray | memoryview | str, framed: bool) -> list[T]:
+    """The records of one message of a topic: :func:`decode_records` when the topic is ``framed``, else the one
+    record :func:`decode` gives."""
+    return decode_records(record_type, data) if framed else [decode(record_type, data)]
+
+
 def decode(record_type: type[T], data: bytes | bytearray | memoryview | str) -> T:
     """Decode and validate ``data`` as ``record_type``; raises :class:`DecodeError` naming what was wrong."""
     return _decode(decoder(record_type), record_type.__name__, data)
