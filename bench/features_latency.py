@@ -7,7 +7,8 @@
 Trade and quote ticks of ``--instruments`` synthetic instruments (a random walk each) are published to
 ``ticks.trades`` and ``ticks.quotes`` at ``--rate`` ticks/s, paced in 5 ms steps, each with ``ts_recv`` and
 ``ts_event`` set to the wall clock as it is sent (live data); the ticks of one key in one step go in one frame, as
-the exchange ingest publishes them (``--single``: one tick per message). The worker closes 1 s bars (and 60 s bars);
+the exchange ingest publishes them (``--single``: one tick per message), with the ingest's producer linger
+(``ORDERFLOW_EXCHANGE_LINGER_MS``, 5 ms by default). The worker closes 1 s bars (and 60 s bars);
 ``ORDERFLOW_FEATURES_REGIME_FIT_BARS=10`` lets the volatility regime start after 20 bars. A reader process reads
 ``signals.regime`` from its end and notes when each signal arrived.
 
@@ -81,7 +82,8 @@ def read_signals(bootstrap: str, topic: str, seconds: float, ready: Any, out: An
 class Ticks:
     """Paced trade and quote ticks of synthetic instruments; remembers what was sent when, per partition."""
 
-    def __init__(self, bootstrap: str, topics: FeatureTopics, instruments: int, single: bool = False) -> None:
+    def __init__(self, bootstrap: str, topics: FeatureTopics, instruments: int, single: bool = False,
+                 linger_ms: float = 5.0) -> None:
         self.topics = topics
         self.single = single
         self.symbols = [f"S{i:03d}" for i in range(instruments)]
@@ -89,8 +91,9 @@ class Ticks:
         self.partition: dict[str, int] = {}
         self.sent: dict[int, list[int]] = {}  # partition -> send times (= ts_recv), increasing
         self.rng = random.Random(1)
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "partitioner": "murmur2_random",
-                                  "enable.idempotence": True, "compression.type": "lz4"})
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": linger_ms,
+                                  "partitioner": "murmur2_random", "enable.idempotence": True,
+                                  "compression.type": "lz4"})
 
     def _delivered(self, err: Any, msg: Any) -> None:
         if err is None:
@@ -265,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     port = free_ports(1)[0]
     sent = 0
     if args.backlog:  # published before the worker starts, so that it reads a backlog from the first record
-        sent = Ticks(settings.bootstrap_servers, topics, args.instruments, args.single).run(args.backlog / 10.0, 10.0)
+        sent = Ticks(settings.bootstrap_servers, topics, args.instruments, args.single,
+                     settings.exchange_linger_ms).run(args.backlog / 10.0, 10.0)
     proc = start_worker(settings, prefix, workdir, port, str(Path(args.profile).resolve()) if args.profile else "")
     try:
         if args.backlog:
@@ -276,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        args.seconds + 10, ready, send))
         reader.start()
         ready.wait(30)
-        ticks = Ticks(settings.bootstrap_servers, topics, args.instruments, args.single)
+        ticks = Ticks(settings.bootstrap_servers, topics, args.instruments, args.single, settings.exchange_linger_ms)
         started = time.time_ns()
         pids = {"worker": proc.pid, "bench (producer)": os.getpid(), **broker_pid(settings)}
         cpu0 = {name: process_cpu(pid) for name, pid in pids.items()}

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -56,6 +57,9 @@ class FeatureEngine:
         self.quotes = Quotes()
         self.intervals = [IntervalEngine(iv, self.config, self.capacity) for iv in self.config.intervals_ns]
         self.sink = EventSink(self.quotes, [iv.acc for iv in self.intervals])
+        self._feeders: dict[type, Callable[[Any, str], None]] = {
+            BboUpdate: self._feed_bbo, QuoteTick: self._feed_quote, BookTrade: self._feed_book_trade,
+            TradeTick: self._feed_trade, Mbp10Snapshot: self._feed_depth}
 
     # ------------------------------------------------------------------------------------------- catalog
     def specs(self, interval_ns: int | None = None) -> list[FeatureSpec]:
@@ -115,27 +119,35 @@ class FeatureEngine:
                 if iv.t > 0:
                     iv.recompute_pairs(changed, self.peers)
 
-    def feed(self, rec: Record) -> None:
+    def feed(self, rec: Record, key: str | None = None) -> None:
         """Take in one event for the open bar. Duplicates (re-published after recovery) and synthetic fills are
-        ignored; MBP-10 snapshots give the depth, BBO updates and quote ticks the L1 quote."""
-        if isinstance(rec, BboUpdate):
-            if not rec.duplicate:
-                self.sink.quote(self.slot(instrument_key(rec)), _px(rec.bid_px), _sz(rec.bid_px, rec.bid_sz, 1.0),
-                                _px(rec.ask_px), _sz(rec.ask_px, rec.ask_sz, 1.0))
-        elif isinstance(rec, QuoteTick):
-            self.sink.quote(self.slot(instrument_key(rec)), _px(rec.bid_px), _sz(rec.bid_px, rec.bid_sz, FIX),
-                            _px(rec.ask_px), _sz(rec.ask_px, rec.ask_sz, FIX))
-        elif isinstance(rec, BookTrade):
-            if not (rec.duplicate or rec.synthetic):
-                self.sink.trade(self.slot(instrument_key(rec)), rec.price * FIX, float(rec.size), rec.side)
-        elif isinstance(rec, TradeTick):
-            self.sink.trade(self.slot(instrument_key(rec)), rec.price * FIX, rec.size * FIX, rec.side)
-        elif isinstance(rec, Mbp10Snapshot):
-            if not rec.duplicate:
-                self.sink.depth(self.slot(instrument_key(rec)), [(lv.price * FIX, float(lv.size)) for lv in rec.bids],
-                                [(lv.price * FIX, float(lv.size)) for lv in rec.asks])
-        else:
+        ignored; MBP-10 snapshots give the depth, BBO updates and quote ticks the L1 quote. ``key``: the record's
+        :func:`instrument_key`, when the caller has it already."""
+        take = self._feeders.get(type(rec))
+        if take is None:
             raise UnknownRecordError(f"the feature engine does not take {type(rec).__name__}")
+        take(rec, key or instrument_key(rec))
+
+    def _feed_bbo(self, rec: BboUpdate, key: str) -> None:
+        if not rec.duplicate:
+            self.sink.quote(self.slot(key), _px(rec.bid_px), _sz(rec.bid_px, rec.bid_sz, 1.0), _px(rec.ask_px),
+                            _sz(rec.ask_px, rec.ask_sz, 1.0))
+
+    def _feed_quote(self, rec: QuoteTick, key: str) -> None:
+        self.sink.quote(self.slot(key), _px(rec.bid_px), _sz(rec.bid_px, rec.bid_sz, FIX), _px(rec.ask_px),
+                        _sz(rec.ask_px, rec.ask_sz, FIX))
+
+    def _feed_book_trade(self, rec: BookTrade, key: str) -> None:
+        if not (rec.duplicate or rec.synthetic):
+            self.sink.trade(self.slot(key), rec.price * FIX, float(rec.size), rec.side)
+
+    def _feed_trade(self, rec: TradeTick, key: str) -> None:
+        self.sink.trade(self.slot(key), rec.price * FIX, rec.size * FIX, rec.side)
+
+    def _feed_depth(self, rec: Mbp10Snapshot, key: str) -> None:
+        if not rec.duplicate:
+            self.sink.depth(self.slot(key), [(lv.price * FIX, float(lv.size)) for lv in rec.bids],
+                            [(lv.price * FIX, float(lv.size)) for lv in rec.asks])
 
     # ------------------------------------------------------------------------------------------- bars
     def advance_to(self, ts_ns: int) -> list[FeatureFrame]:

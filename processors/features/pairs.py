@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from processors.features.rolling import ERR_ULP, F64, RTOL_EXACT, SeriesRing, changed
+from processors.features.rolling import ERR_ULP, F64, RTOL_EXACT, SeriesRing, changed, window_mask
 from processors.features.state import SlotArrays
 
 
@@ -115,23 +115,25 @@ class RollingPairs(SlotArrays):
 
     def _exact(self, ring: SeriesRing, t: int, peers: np.ndarray, cells: np.ndarray,
                out: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        """Two-pass variances and covariance of the (slot, window, pair) ``cells``, written into ``out``."""
+        """Two-pass variances and covariance of the (slot, window, pair) ``cells``, written into ``out``: every
+        cell at once, over the longest window's bars with those before its own window masked out."""
         va, vb, cov = out
-        for i, w in enumerate(self.windows.tolist()):
-            rows, pairs = np.nonzero(cells[:, i, :])
-            if rows.size == 0:
-                continue
-            back = np.arange(t - w + 1, t + 1)[None, :]
-            rows_b = np.where(self.peer[pairs], peers[rows], rows)
-            a = ring.gather(rows[:, None], back - self.ka[pairs][:, None], self.sa[pairs][:, None])
-            b = ring.gather(rows_b[:, None], back - self.kb[pairs][:, None], self.sb[pairs][:, None])
-            a = a - a[:, -1:]  # exact for neighbouring values: keeps tiny deviations precise
-            b = b - b[:, -1:]
-            da = a - a.mean(axis=1, keepdims=True)
-            db = b - b.mean(axis=1, keepdims=True)
-            va[rows, i, pairs] = (da * da).mean(axis=1)
-            vb[rows, i, pairs] = (db * db).mean(axis=1)
-            cov[rows, i, pairs] = (da * db).mean(axis=1)
+        rows, wins, pairs = np.nonzero(cells)
+        if rows.size == 0:
+            return
+        longest = int(self.windows.max())
+        back = np.arange(t - longest + 1, t + 1)[None, :]
+        rows_b = np.where(self.peer[pairs], peers[rows], rows)
+        a = ring.gather(rows[:, None], back - self.ka[pairs][:, None], self.sa[pairs][:, None])
+        b = ring.gather(rows_b[:, None], back - self.kb[pairs][:, None], self.sb[pairs][:, None])
+        w, inside = window_mask(self.windows[wins], longest)
+        a = np.where(inside, a - a[:, -1:], 0.0)  # exact for neighbouring values: keeps tiny deviations precise
+        b = np.where(inside, b - b[:, -1:], 0.0)
+        da = np.where(inside, a - (a.sum(axis=1) / w)[:, None], 0.0)
+        db = np.where(inside, b - (b.sum(axis=1) / w)[:, None], 0.0)
+        va[rows, wins, pairs] = (da * da).sum(axis=1) / w
+        vb[rows, wins, pairs] = (db * db).sum(axis=1) / w
+        cov[rows, wins, pairs] = (da * db).sum(axis=1) / w
 
     def reset(self) -> None:
         self.sums.fill(0.0)

@@ -191,23 +191,32 @@ class RollingMoments(SlotArrays):
 def _exact_central(ring: SeriesRing, t: int, windows: np.ndarray, cells: np.ndarray, shift: np.ndarray,
                    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
     """Two-pass shifted mean, central moments 2-4 and latest value's deviation from the mean of the (slot,
-    window, series) ``cells`` from the ring, written into ``out`` = (m1, c2, c3, c4, dev_t)."""
+    window, series) ``cells`` from the ring, written into ``out`` = (m1, c2, c3, c4, dev_t): every cell at once,
+    over the longest window's bars with those before its own window masked out."""
     m1, c2, c3, c4, dev_t = out
-    for i, w in enumerate(windows.tolist()):
-        rows, series = np.nonzero(cells[:, i, :])
-        if rows.size == 0:
-            continue
-        x = ring.gather(rows[:, None], np.arange(t - w + 1, t + 1)[None, :], series[:, None])
-        base = x[:, -1:]
-        y = x - base  # exact for neighbouring values: keeps tiny deviations precise
-        mean = y.mean(axis=1, keepdims=True)
-        d = y - mean
-        d2 = d * d
-        m1[rows, i, series] = (base[:, 0] - shift[rows, series]) + mean[:, 0]
-        dev_t[rows, i, series] = d[:, -1]
-        c2[rows, i, series] = d2.mean(axis=1)
-        c3[rows, i, series] = (d2 * d).mean(axis=1)
-        c4[rows, i, series] = (d2 * d2).mean(axis=1)
+    rows, wins, series = np.nonzero(cells)
+    if rows.size == 0:
+        return
+    longest = int(windows.max())
+    x = ring.gather(rows[:, None], np.arange(t - longest + 1, t + 1)[None, :], series[:, None])
+    w, inside = window_mask(windows[wins], longest)
+    base = x[:, -1]
+    y = np.where(inside, x - base[:, None], 0.0)  # exact for neighbouring values: keeps tiny deviations precise
+    mean = y.sum(axis=1) / w
+    d = np.where(inside, y - mean[:, None], 0.0)
+    d2 = d * d
+    m1[rows, wins, series] = (base - shift[rows, series]) + mean
+    dev_t[rows, wins, series] = d[:, -1]
+    c2[rows, wins, series] = d2.sum(axis=1) / w
+    c3[rows, wins, series] = (d2 * d).sum(axis=1) / w
+    c4[rows, wins, series] = (d2 * d2).sum(axis=1) / w
+
+
+def window_mask(windows: np.ndarray, longest: int) -> tuple[np.ndarray, np.ndarray]:
+    """For cells with these window lengths, read over the last ``longest`` bars: each length as float, and
+    which of those bars are inside the cell's own window (its last ``window`` ones)."""
+    inside = np.arange(longest)[None, :] >= (longest - windows)[:, None]
+    return windows.astype(F64), inside
 
 
 def _powers(y: np.ndarray) -> np.ndarray:
