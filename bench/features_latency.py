@@ -3,6 +3,7 @@
     python bench/features_latency.py                          # 20,000 ticks/s, 40 instruments, 60 s
     python bench/features_latency.py --rate 5000 --seconds 40
     python bench/features_latency.py --backlog 100000     # throughput: how fast the worker reads a backlog
+    python bench/features_latency.py --broker-floor       # also: the ticks' age at a plain librdkafka reader
 
 Trade and quote ticks of ``--instruments`` synthetic instruments (a random walk each) are published to
 ``ticks.trades`` and ``ticks.quotes`` at ``--rate`` ticks/s, paced in 5 ms steps, each with ``ts_recv`` and
@@ -46,7 +47,7 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition  # no
 
 from bench.procstat import broker_pid, process_cpu  # noqa: E402
 from ops.stack import stack  # noqa: E402
-from ops.stack.testing import create_topic, delete_topics, free_ports  # noqa: E402
+from ops.stack.testing import create_topic, delete_topics_with_prefix, free_ports  # noqa: E402
 from streams.features_group import FeatureTopics  # noqa: E402
 from topics import catalog  # noqa: E402
 from topics.codec import encode, encode_frame  # noqa: E402
@@ -56,6 +57,31 @@ from topics.settings import Settings, load  # noqa: E402
 SECOND = 1_000_000_000
 STEP_S = 0.005
 SIGNAL = msgspec.json.Decoder(RegimeSignal)
+
+
+def read_tick_lag(bootstrap: str, topics: list[str], seconds: float, warmup: float, ready: Any, out: Any) -> None:
+    """Child process (``--broker-floor``): a plain librdkafka reader of the tick topics from their end; the age of
+    every tick read after ``warmup`` s (read time minus its Kafka timestamp, ms): what the broker path alone costs
+    on this machine under this load, before any worker."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-floor-{os.getpid()}",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 5, "fetch.min.bytes": 1})
+    parts = []
+    for topic in topics:
+        meta = consumer.list_topics(topic, timeout=10)
+        parts += [TopicPartition(topic, p, OFFSET_END) for p in meta.topics[topic].partitions]
+    consumer.assign(parts)
+    consumer.consume(1, timeout=1.0)
+    ready.set()
+    ages: list[float] = []
+    start = time.time() + warmup
+    stop = time.time() + seconds
+    while (now := time.time()) < stop:
+        for msg in consumer.consume(10_000, timeout=0.05):
+            if msg.error() or now < start:
+                continue
+            ages.append(time.time() * 1000.0 - msg.timestamp()[1])
+    consumer.close()
+    out.send(ages)
 
 
 def read_signals(bootstrap: str, topic: str, seconds: float, ready: Any, out: Any) -> None:
@@ -73,7 +99,7 @@ def read_signals(bootstrap: str, topic: str, seconds: float, ready: Any, out: An
             if msg.error():
                 continue
             now = time.time_ns()
-            s = SIGNAL.decode(msg.value())
+            s = SIGNAL.decode(msg.value() or b"")
             seen.append((s.instrument, s.interval_ns, s.ts_event, now))
     consumer.close()
     out.send(seen)
@@ -248,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instruments", type=int, default=40, help="synthetic instruments (default 40)")
     p.add_argument("--backlog", type=int, default=0, help="instead: publish this many ticks, time their reading")
     p.add_argument("--single", action="store_true", help="one tick per message (default: frames per key and step)")
+    p.add_argument("--broker-floor", action="store_true",
+                   help="also read the tick topics with a plain librdkafka reader and print their age when read")
     p.add_argument("--profile", default="", help="run the worker under cProfile, its stats written to this file")
     args = p.parse_args(argv)
     settings = load()
@@ -280,6 +308,14 @@ def main(argv: list[str] | None = None) -> int:
                                                        args.seconds + 10, ready, send))
         reader.start()
         ready.wait(30)
+        floor = None
+        if args.broker_floor:
+            floor_ready, (floor_recv, floor_send) = mp.Event(), mp.Pipe(duplex=False)
+            floor = mp.Process(target=read_tick_lag, args=(
+                settings.bootstrap_servers, [topics.tick_trades, topics.tick_quotes], args.seconds, args.warmup,
+                floor_ready, floor_send))
+            floor.start()
+            floor_ready.wait(30)
         ticks = Ticks(settings.bootstrap_servers, topics, args.instruments, args.single, settings.exchange_linger_ms)
         started = time.time_ns()
         pids = {"worker": proc.pid, "bench (producer)": os.getpid(), **broker_pid(settings)}
@@ -288,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu = {name: round(process_cpu(pid) - cpu0[name], 1) for name, pid in pids.items()}
         signals = recv.recv()
         reader.join(30)
+        ages = sorted(floor_recv.recv()) if floor is not None else []
         lat = latencies(ticks, signals, started + int(args.warmup * SECOND))
         print(f"ticks sent: {sent:,} ({sent / args.seconds:,.0f}/s); signals read: {len(signals):,}; "
               f"measured after warm-up: {len(lat):,}", flush=True)
@@ -299,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         print("worker bar_compute:", worker_histogram(port, "orderflow_features_bar_compute_seconds"), flush=True)
         print("worker arrival_lag (Kafka timestamp of a batch's first record -> the agent):",
               worker_histogram(port, "orderflow_features_arrival_lag_seconds"), flush=True)
+        if floor is not None:
+            floor.join(30)
+            print(f"broker floor (a plain librdkafka reader of the tick topics, after warm-up: read time - Kafka "
+                  f"timestamp, {len(ages):,} ticks, ms): " + ", ".join(
+                      f"p{int(q * 100)} {pct(ages, q) or float('nan'):.1f}" for q in (0.5, 0.9, 0.99)), flush=True)
         print(f"CPU seconds while the ticks were sent ({args.seconds:.0f} s): "
               + ", ".join(f"{k} {v:g}" for k, v in cpu.items()), flush=True)
         print(f"load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
@@ -308,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-        delete_topics(settings, list(specs))
+        delete_topics_with_prefix(settings, prefix)  # the worker's internal topics (changelog, assignor) too
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -44,7 +44,7 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition  # no
 
 from bench.procstat import broker_pid, process_cpu  # noqa: E402
 from ops.stack import stack  # noqa: E402
-from ops.stack.testing import create_topic, delete_topics, free_ports  # noqa: E402
+from ops.stack.testing import create_topic, delete_topics_with_prefix, free_ports  # noqa: E402
 from streams.publisher import OutputTopics  # noqa: E402
 from tests.streams.sessions import (  # noqa: E402
     esh4_records,
@@ -164,8 +164,7 @@ def finish(run: Run) -> None:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-    topics = run.topics
-    delete_topics(run.settings, [getattr(topics, f) for f in topics.__dataclass_fields__])
+    delete_topics_with_prefix(run.settings, run.prefix)  # the workers' internal topics (changelog, assignor) too
     shutil.rmtree(run.workdir, ignore_errors=True)
 
 

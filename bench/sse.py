@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ops.stack import stack  # noqa: E402
-from ops.stack.testing import create_topic, delete_topics, free_ports  # noqa: E402
+from ops.stack.testing import create_topic, delete_topics_with_prefix, free_ports  # noqa: E402
 from streams.publisher import OutputTopics  # noqa: E402
 from topics import catalog  # noqa: E402
 from topics.settings import Settings, load  # noqa: E402
@@ -306,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
             worker.wait(timeout=60)
         except subprocess.TimeoutExpired:
             worker.kill()
-        delete_topics(settings, [getattr(topics, f) for f in topics.__dataclass_fields__])
+        delete_topics_with_prefix(settings, prefix)  # the worker's internal topics (changelog, assignor) too
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import NewTopic
 
 from ops.stack import jars, kafka, postgres, proc, stack
@@ -166,10 +166,27 @@ def create_topic(settings: Settings, name: str, partitions: int = 1,
 
 
 def delete_topics(settings: Settings, names: Iterable[str]) -> None:
-    """Delete topics, ignoring the ones already gone."""
+    """Delete topics and wait until the broker has, ignoring the ones already gone; other failures are logged."""
     names = list(names)
     if not names:
         return
-    for future in kafka.admin(settings).delete_topics(names, operation_timeout=30).values():
-        with contextlib.suppress(KafkaException):
+    client = kafka.admin(settings)  # held until every answer is in: a client dropped sooner cancels the deletions
+    for name, future in client.delete_topics(names, operation_timeout=30).items():
+        try:
             future.result()
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                logger.warning("topic %s not deleted: %s", name, e)
+    deadline = time.monotonic() + 10  # the broker answering metadata may learn of the deletion a little later
+    while set(names) & set(client.list_topics(timeout=5).topics) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def delete_topics_with_prefix(settings: Settings, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a run's own, Faust's internal ones included); the
+    names deleted."""
+    if not prefix:
+        raise ValueError("an empty prefix would delete every topic")
+    names = sorted(t for t in kafka.admin(settings).list_topics(timeout=10).topics if t.startswith(prefix))
+    delete_topics(settings, names)
+    return names
