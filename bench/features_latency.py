@@ -46,6 +46,7 @@ import msgspec  # noqa: E402
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition  # noqa: E402
 
 from bench.procstat import broker_pid, process_cpu  # noqa: E402
+from bench.reading import arrived  # noqa: E402
 from ops.stack import stack  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics_with_prefix, free_ports  # noqa: E402
 from streams.features_group import FeatureTopics  # noqa: E402
@@ -76,7 +77,7 @@ def read_tick_lag(bootstrap: str, topics: list[str], seconds: float, warmup: flo
     start = time.time() + warmup
     stop = time.time() + seconds
     while (now := time.time()) < stop:
-        for msg in consumer.consume(10_000, timeout=0.05):
+        for msg in arrived(consumer, 0.05):  # as soon as they arrive (see bench.reading)
             if msg.error() or now < start:
                 continue
             ages.append(time.time() * 1000.0 - msg.timestamp()[1])
@@ -95,7 +96,7 @@ def read_signals(bootstrap: str, topic: str, seconds: float, ready: Any, out: An
     seen: list[tuple[str, int, int, int]] = []
     stop = time.monotonic() + seconds
     while time.monotonic() < stop:
-        for msg in consumer.consume(10_000, timeout=0.05):
+        for msg in arrived(consumer, 0.05):  # as soon as they arrive (see bench.reading)
             if msg.error():
                 continue
             now = time.time_ns()

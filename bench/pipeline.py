@@ -43,6 +43,7 @@ import msgspec  # noqa: E402
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition  # noqa: E402
 
 from bench.procstat import broker_pid, process_cpu  # noqa: E402
+from bench.reading import arrived  # noqa: E402
 from ops.stack import stack  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics_with_prefix, free_ports  # noqa: E402
 from streams.publisher import OutputTopics  # noqa: E402
@@ -76,11 +77,7 @@ def read_bbo(bootstrap: str, topic: str, expected: int, deadline_s: float, ready
     first = last = 0.0
     stop_at = time.monotonic() + deadline_s
     while len(latencies) < expected and time.monotonic() < stop_at:
-        batch = consumer.consume(10_000, timeout=0)  # what is there, without waiting for a full batch
-        if not batch:
-            one = consumer.poll(0.05)  # wait for the next message, not longer
-            batch = [one] if one is not None else []
-        for msg in batch:
+        for msg in arrived(consumer, 0.05):
             if msg.error():
                 continue
             now = time.time_ns()
