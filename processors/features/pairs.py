@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from processors.features.rolling import ERR_ULP, F64, RTOL_EXACT, SeriesRing, changed, window_mask
+from processors.features.rolling import ERR_ULP, F64, RTOL_EXACT, SeriesRing, changed, window_mask, window_runs
 from processors.features.state import SlotArrays
 
 
@@ -115,25 +115,23 @@ class RollingPairs(SlotArrays):
 
     def _exact(self, ring: SeriesRing, t: int, peers: np.ndarray, cells: np.ndarray,
                out: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        """Two-pass variances and covariance of the (slot, window, pair) ``cells``, written into ``out``: every
-        cell at once, over the longest window's bars with those before its own window masked out."""
+        """Two-pass variances and covariance of the (slot, window, pair) ``cells``, written into ``out``."""
         va, vb, cov = out
-        rows, wins, pairs = np.nonzero(cells)
-        if rows.size == 0:
-            return
-        longest = int(self.windows.max())
-        back = np.arange(t - longest + 1, t + 1)[None, :]
-        rows_b = np.where(self.peer[pairs], peers[rows], rows)
-        a = ring.gather(rows[:, None], back - self.ka[pairs][:, None], self.sa[pairs][:, None])
-        b = ring.gather(rows_b[:, None], back - self.kb[pairs][:, None], self.sb[pairs][:, None])
-        w, inside = window_mask(self.windows[wins], longest)
-        a = np.where(inside, a - a[:, -1:], 0.0)  # exact for neighbouring values: keeps tiny deviations precise
-        b = np.where(inside, b - b[:, -1:], 0.0)
-        da = np.where(inside, a - (a.sum(axis=1) / w)[:, None], 0.0)
-        db = np.where(inside, b - (b.sum(axis=1) / w)[:, None], 0.0)
-        va[rows, wins, pairs] = (da * da).sum(axis=1) / w
-        vb[rows, wins, pairs] = (db * db).sum(axis=1) / w
-        cov[rows, wins, pairs] = (da * db).sum(axis=1) / w
+        all_rows, all_wins, all_pairs = np.nonzero(cells)
+        for sel, length in window_runs(self.windows, all_wins):
+            rows, wins, pairs = all_rows[sel], all_wins[sel], all_pairs[sel]
+            back = np.arange(t - length + 1, t + 1)[None, :]
+            rows_b = np.where(self.peer[pairs], peers[rows], rows)
+            a = ring.gather(rows[:, None], back - self.ka[pairs][:, None], self.sa[pairs][:, None])
+            b = ring.gather(rows_b[:, None], back - self.kb[pairs][:, None], self.sb[pairs][:, None])
+            w, inside = window_mask(self.windows[wins], length)
+            a = np.where(inside, a - a[:, -1:], 0.0)  # exact for neighbouring values: keeps tiny deviations precise
+            b = np.where(inside, b - b[:, -1:], 0.0)
+            da = np.where(inside, a - (a.sum(axis=1) / w)[:, None], 0.0)
+            db = np.where(inside, b - (b.sum(axis=1) / w)[:, None], 0.0)
+            va[rows, wins, pairs] = (da * da).sum(axis=1) / w
+            vb[rows, wins, pairs] = (db * db).sum(axis=1) / w
+            cov[rows, wins, pairs] = (da * db).sum(axis=1) / w
 
     def reset(self) -> None:
         self.sums.fill(0.0)

@@ -15,7 +15,7 @@ A window is *full* when all its values are present (not NaN); statistics of wind
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from processors.features.state import SlotArrays
 F64 = np.float64
 POWERS = 4
 ERR_ULP = 1e-15  # rounding error of a running sum, relative to the Σ|terms| that went through it (generous)
+ONE_RUN_MAX = 50_000  # cells x bars up to which an exact recompute of several windows is one masked pass
 RTOL_EXACT = 1e-11  # central moments whose error bound is larger than this (relative) are recomputed exactly
 
 
@@ -191,31 +192,45 @@ class RollingMoments(SlotArrays):
 def _exact_central(ring: SeriesRing, t: int, windows: np.ndarray, cells: np.ndarray, shift: np.ndarray,
                    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
     """Two-pass shifted mean, central moments 2-4 and latest value's deviation from the mean of the (slot,
-    window, series) ``cells`` from the ring, written into ``out`` = (m1, c2, c3, c4, dev_t): every cell at once,
-    over the longest window's bars with those before its own window masked out."""
+    window, series) ``cells`` from the ring, written into ``out`` = (m1, c2, c3, c4, dev_t)."""
     m1, c2, c3, c4, dev_t = out
-    rows, wins, series = np.nonzero(cells)
-    if rows.size == 0:
+    all_rows, all_wins, all_series = np.nonzero(cells)
+    for sel, length in window_runs(windows, all_wins):
+        rows, wins, series = all_rows[sel], all_wins[sel], all_series[sel]
+        x = ring.gather(rows[:, None], np.arange(t - length + 1, t + 1)[None, :], series[:, None])
+        w, inside = window_mask(windows[wins], length)
+        base = x[:, -1]
+        y = np.where(inside, x - base[:, None], 0.0)  # exact for neighbouring values: keeps tiny deviations precise
+        mean = y.sum(axis=1) / w
+        d = np.where(inside, y - mean[:, None], 0.0)
+        d2 = d * d
+        m1[rows, wins, series] = (base - shift[rows, series]) + mean
+        dev_t[rows, wins, series] = d[:, -1]
+        c2[rows, wins, series] = d2.sum(axis=1) / w
+        c3[rows, wins, series] = (d2 * d).sum(axis=1) / w
+        c4[rows, wins, series] = (d2 * d2).sum(axis=1) / w
+
+
+def window_runs(windows: np.ndarray, wins: np.ndarray) -> Iterator[tuple[np.ndarray | slice, int]]:
+    """How to recompute cells of these window indices: (which cells, bars to read) runs. Few cells go in one run
+    over the longest window (one set of numpy calls; each cell masks the bars before its own window); many go in
+    one run per window, each reading only its own bars."""
+    if wins.size == 0:
         return
     longest = int(windows.max())
-    x = ring.gather(rows[:, None], np.arange(t - longest + 1, t + 1)[None, :], series[:, None])
-    w, inside = window_mask(windows[wins], longest)
-    base = x[:, -1]
-    y = np.where(inside, x - base[:, None], 0.0)  # exact for neighbouring values: keeps tiny deviations precise
-    mean = y.sum(axis=1) / w
-    d = np.where(inside, y - mean[:, None], 0.0)
-    d2 = d * d
-    m1[rows, wins, series] = (base - shift[rows, series]) + mean
-    dev_t[rows, wins, series] = d[:, -1]
-    c2[rows, wins, series] = d2.sum(axis=1) / w
-    c3[rows, wins, series] = (d2 * d).sum(axis=1) / w
-    c4[rows, wins, series] = (d2 * d2).sum(axis=1) / w
+    if wins.size * longest <= ONE_RUN_MAX:
+        yield slice(None), longest
+        return
+    for i, w in enumerate(windows.tolist()):
+        sel = np.flatnonzero(wins == i)
+        if sel.size:
+            yield sel, w
 
 
-def window_mask(windows: np.ndarray, longest: int) -> tuple[np.ndarray, np.ndarray]:
-    """For cells with these window lengths, read over the last ``longest`` bars: each length as float, and
-    which of those bars are inside the cell's own window (its last ``window`` ones)."""
-    inside = np.arange(longest)[None, :] >= (longest - windows)[:, None]
+def window_mask(windows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """For cells with these window lengths, read over the last ``length`` bars: each length as float, and which
+    of those bars are inside the cell's own window (its last ``window`` ones)."""
+    inside = np.arange(length)[None, :] >= (length - windows)[:, None]
     return windows.astype(F64), inside
 
 

@@ -63,9 +63,11 @@ def record_exact_cells(monkeypatch: pytest.MonkeyPatch, module: object, name: st
     return counts
 
 
+@pytest.mark.parametrize("one_run_max", [rolling.ONE_RUN_MAX, 0], ids=["one-masked-run", "a-run-per-window"])
 def test_moments_of_a_nearly_constant_window_far_from_the_shift_match_two_pass(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, one_run_max: int) -> None:
     # Arrange
+    monkeypatch.setattr(rolling, "ONE_RUN_MAX", one_run_max)
     n = 3
     x = far_and_nearly_constant(np.random.default_rng(7), n)
     ring = SeriesRing(n, 2, 128)
@@ -91,9 +93,11 @@ def test_moments_of_a_nearly_constant_window_far_from_the_shift_match_two_pass(
                 assert stats.kurt[s, i, k] == pytest.approx(kurt, rel=1e-9)
 
 
+@pytest.mark.parametrize("one_run_max", [rolling.ONE_RUN_MAX, 0], ids=["one-masked-run", "a-run-per-window"])
 def test_correlations_of_nearly_constant_windows_far_from_zero_match_two_pass(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, one_run_max: int) -> None:
     # Arrange
+    monkeypatch.setattr(rolling, "ONE_RUN_MAX", one_run_max)
     n = 3
     x = far_and_nearly_constant(np.random.default_rng(11), n)
     x[10:, :, 1] += 0.5 * (x[10:, :, 0] - 1e8)  # b follows a in part
@@ -119,8 +123,11 @@ def test_correlations_of_nearly_constant_windows_far_from_zero_match_two_pass(
             assert r[s, i, 1] == pytest.approx(exact_corr(a_lag, b), rel=1e-9)
 
 
-def test_the_exact_recompute_leaves_cells_it_was_not_asked_for_alone() -> None:
+@pytest.mark.parametrize("one_run_max", [rolling.ONE_RUN_MAX, 0], ids=["one-masked-run", "a-run-per-window"])
+def test_the_exact_recompute_leaves_cells_it_was_not_asked_for_alone(
+        monkeypatch: pytest.MonkeyPatch, one_run_max: int) -> None:
     # Arrange
+    monkeypatch.setattr(rolling, "ONE_RUN_MAX", one_run_max)
     n = 2
     x = far_and_nearly_constant(np.random.default_rng(3), n)
     ring = SeriesRing(n, 2, 128)
