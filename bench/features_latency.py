@@ -46,7 +46,7 @@ import msgspec  # noqa: E402
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition  # noqa: E402
 
 from bench.procstat import broker_pid, process_cpu  # noqa: E402
-from bench.reading import arrived  # noqa: E402
+from bench.reading import arrived, read_ages  # noqa: E402
 from ops.stack import stack  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics_with_prefix, free_ports  # noqa: E402
 from streams.features_group import FeatureTopics  # noqa: E402
@@ -58,31 +58,6 @@ from topics.settings import Settings, load  # noqa: E402
 SECOND = 1_000_000_000
 STEP_S = 0.005
 SIGNAL = msgspec.json.Decoder(RegimeSignal)
-
-
-def read_tick_lag(bootstrap: str, topics: list[str], seconds: float, warmup: float, ready: Any, out: Any) -> None:
-    """Child process (``--broker-floor``): a plain librdkafka reader of the tick topics from their end; the age of
-    every tick read after ``warmup`` s (read time minus its Kafka timestamp, ms): what the broker path alone costs
-    on this machine under this load, before any worker."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-floor-{os.getpid()}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 5, "fetch.min.bytes": 1})
-    parts = []
-    for topic in topics:
-        meta = consumer.list_topics(topic, timeout=10)
-        parts += [TopicPartition(topic, p, OFFSET_END) for p in meta.topics[topic].partitions]
-    consumer.assign(parts)
-    consumer.consume(1, timeout=1.0)
-    ready.set()
-    ages: list[float] = []
-    start = time.time() + warmup
-    stop = time.time() + seconds
-    while (now := time.time()) < stop:
-        for msg in arrived(consumer, 0.05):  # as soon as they arrive (see bench.reading)
-            if msg.error() or now < start:
-                continue
-            ages.append(time.time() * 1000.0 - msg.timestamp()[1])
-    consumer.close()
-    out.send(ages)
 
 
 def read_signals(bootstrap: str, topic: str, seconds: float, ready: Any, out: Any) -> None:
@@ -312,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         floor = None
         if args.broker_floor:
             floor_ready, (floor_recv, floor_send) = mp.Event(), mp.Pipe(duplex=False)
-            floor = mp.Process(target=read_tick_lag, args=(
+            floor = mp.Process(target=read_ages, args=(
                 settings.bootstrap_servers, [topics.tick_trades, topics.tick_quotes], args.seconds, args.warmup,
                 floor_ready, floor_send))
             floor.start()

@@ -5,6 +5,7 @@
     python bench/pipeline.py --publisher faust      # outputs through Faust's producer instead of librdkafka
     ORDERFLOW_STREAMS_LOOP=asyncio python bench/pipeline.py    # without uvloop
     python bench/pipeline.py --profile /tmp/prof    # cProfile of each worker's main thread (the agent)
+    python bench/pipeline.py --mode latency --broker-floor   # also: the frames' age at a plain librdkafka reader
 
 Throughput: the ESH4 day (68,792 records), once per instrument (``--instruments``, renumbered), pre-encoded as
 frames of ``--frame-records``, is published as fast as one confluent-kafka producer goes; a reader process counts
@@ -43,7 +44,7 @@ import msgspec  # noqa: E402
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition  # noqa: E402
 
 from bench.procstat import broker_pid, process_cpu  # noqa: E402
-from bench.reading import arrived  # noqa: E402
+from bench.reading import arrived, read_ages  # noqa: E402
 from ops.stack import stack  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics_with_prefix, free_ports  # noqa: E402
 from streams.publisher import OutputTopics  # noqa: E402
@@ -188,6 +189,16 @@ def reader(run: Run, expected: int, deadline_s: float) -> tuple[Any, Any]:
     return proc, out
 
 
+def floor_reader(run: Run, seconds: float) -> tuple[Any, Any]:
+    """``--broker-floor``: a plain librdkafka reader of the frames topic during the latency run (bench.reading)."""
+    ctx = mp.get_context("spawn")
+    ready, (recv, send) = ctx.Event(), ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=read_ages, args=(run.bootstrap, [run.topics.frames], seconds, 0.0, ready, send))
+    proc.start()
+    ready.wait(60)
+    return proc, recv
+
+
 # ---------------------------------------------------------------------------------------------------- throughput
 
 def throughput(run: Run) -> dict[str, Any]:
@@ -242,6 +253,7 @@ def latency(run: Run) -> dict[str, Any]:
     expected_bbo = sum(_bbo_count(records[:SNAPSHOT], [r for r in live if r.instrument_id == records[0].instrument_id])
                        for records in books)
     proc, out = reader(run, expected_bbo, deadline_s=seconds + 120)
+    floor = floor_reader(run, seconds + 5.0) if run.args.broker_floor else None
     framer = Framer(max_records=run.args.latency_frame, linger_s=run.args.linger_ms / 1000)
     cpu_before = processes_cpu(run)
     started, sent, frames_sent = time.monotonic(), 0, 0
@@ -269,6 +281,9 @@ def latency(run: Run) -> dict[str, Any]:
     achieved = sent / (time.monotonic() - started)
     count, _, _, lat = out.get(timeout=seconds + 180)
     proc.join()
+    ages = sorted(floor[1].recv()) if floor is not None else []
+    if floor is not None:
+        floor[0].join(30)
     cpu_after = processes_cpu(run)
     tenth = max(1, len(lat) // 10)
     over_time = [round(sorted(lat[i:i + tenth])[len(lat[i:i + tenth]) // 2] / 1e6, 2)
@@ -278,7 +293,13 @@ def latency(run: Run) -> dict[str, Any]:
             "bbo": count, "bbo_expected": expected_bbo,
             "p50_ms": _pct(lat, 0.50), "p99_ms": _pct(lat, 0.99), "p999_ms": _pct(lat, 0.999),
             "max_ms": lat[-1] / 1e6 if lat else None, "p50_ms_by_tenth": over_time,
-            "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in cpu_after}}
+            "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in cpu_after},
+            **({"broker_floor_ms": _floor(ages)} if ages else {})}
+
+
+def _floor(ages: list[float]) -> dict[str, float]:
+    """p50 / p90 / p99 of the broker floor reader's ages (ms, sorted)."""
+    return {f"p{q}": round(ages[min(len(ages) - 1, len(ages) * q // 100)], 1) for q in (50, 90, 99)}
 
 
 def _bbo_count(snapshot: list[Any], live: list[Any]) -> int:
@@ -350,6 +371,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--linger-ms", type=float, default=1.0, help="framing linger of the latency run's producer")
     p.add_argument("--publisher", choices=("confluent", "faust"), default="confluent")
     p.add_argument("--profile", help="folder for a cProfile of each worker")
+    p.add_argument("--broker-floor", action="store_true",
+                   help="latency run: also read the frames topic with a plain librdkafka reader (their age when read)")
     p.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "snappy", "gzip", "none"),
                    help="compression of the frames producer (default lz4, as orderflow replay)")
     return p.parse_args(argv)

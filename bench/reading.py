@@ -1,4 +1,4 @@
-"""Reading a topic for latency figures: take what has arrived as soon as it has arrived.
+"""Reading topics for latency figures: take what has arrived as soon as it has arrived; the broker floor.
 
 ``Consumer.consume(n, timeout)`` waits until it has ``n`` messages *or* the timeout has passed, so a reader that
 asks for large batches with a timeout holds every message of a quiet stretch for up to that timeout: its read
@@ -7,7 +7,11 @@ times, and every latency computed from them, come out late by up to the timeout.
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
+
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 BATCH = 10_000
 
@@ -19,3 +23,28 @@ def arrived(consumer: Any, wait_s: float) -> list[Any]:
         return list(batch)
     one = consumer.poll(wait_s)
     return [one] if one is not None else []
+
+
+def read_ages(bootstrap: str, topics: list[str], seconds: float, warmup: float, ready: Any, out: Any) -> None:
+    """Child process (the benches' ``--broker-floor``): a plain librdkafka reader of ``topics`` from their end; the
+    age of every message read after ``warmup`` s, until ``seconds`` (read time minus its Kafka timestamp, ms), sent
+    on ``out``: what the broker path alone costs on this machine under the bench's load, before any worker."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-floor-{os.getpid()}",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 5, "fetch.min.bytes": 1})
+    parts = []
+    for topic in topics:
+        meta = consumer.list_topics(topic, timeout=10)
+        parts += [TopicPartition(topic, p, OFFSET_END) for p in meta.topics[topic].partitions]
+    consumer.assign(parts)
+    consumer.consume(1, timeout=1.0)
+    ready.set()
+    ages: list[float] = []
+    start = time.time() + warmup
+    stop = time.time() + seconds
+    while (now := time.time()) < stop:
+        for msg in arrived(consumer, 0.05):  # as soon as they arrive (see bench.reading)
+            if msg.error() or now < start:
+                continue
+            ages.append(time.time() * 1000.0 - msg.timestamp()[1])
+    consumer.close()
+    out.send(ages)
