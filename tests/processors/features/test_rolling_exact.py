@@ -49,6 +49,14 @@ def exact_corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(cov) / math.sqrt(va * vb)
 
 
+@pytest.fixture(params=["one-masked-run", "a-run-per-window"])
+def recompute_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test runs both ways of recomputing: one masked run over the longest window, and a run per window."""
+    if request.param == "a-run-per-window":
+        monkeypatch.setattr(rolling, "ONE_RUN_MAX", 0)
+    return str(request.param)
+
+
 def record_exact_cells(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[int]:
     """Counts of cells each call of ``module.name`` recomputed exactly (the call itself still runs)."""
     original = getattr(module, name)
@@ -63,11 +71,9 @@ def record_exact_cells(monkeypatch: pytest.MonkeyPatch, module: object, name: st
     return counts
 
 
-@pytest.mark.parametrize("one_run_max", [rolling.ONE_RUN_MAX, 0], ids=["one-masked-run", "a-run-per-window"])
 def test_moments_of_a_nearly_constant_window_far_from_the_shift_match_two_pass(
-        monkeypatch: pytest.MonkeyPatch, one_run_max: int) -> None:
+        monkeypatch: pytest.MonkeyPatch, recompute_path: str) -> None:
     # Arrange
-    monkeypatch.setattr(rolling, "ONE_RUN_MAX", one_run_max)
     n = 3
     x = far_and_nearly_constant(np.random.default_rng(7), n)
     ring = SeriesRing(n, 2, 128)
@@ -93,11 +99,9 @@ def test_moments_of_a_nearly_constant_window_far_from_the_shift_match_two_pass(
                 assert stats.kurt[s, i, k] == pytest.approx(kurt, rel=1e-9)
 
 
-@pytest.mark.parametrize("one_run_max", [rolling.ONE_RUN_MAX, 0], ids=["one-masked-run", "a-run-per-window"])
 def test_correlations_of_nearly_constant_windows_far_from_zero_match_two_pass(
-        monkeypatch: pytest.MonkeyPatch, one_run_max: int) -> None:
+        monkeypatch: pytest.MonkeyPatch, recompute_path: str) -> None:
     # Arrange
-    monkeypatch.setattr(rolling, "ONE_RUN_MAX", one_run_max)
     n = 3
     x = far_and_nearly_constant(np.random.default_rng(11), n)
     x[10:, :, 1] += 0.5 * (x[10:, :, 0] - 1e8)  # b follows a in part
@@ -123,11 +127,8 @@ def test_correlations_of_nearly_constant_windows_far_from_zero_match_two_pass(
             assert r[s, i, 1] == pytest.approx(exact_corr(a_lag, b), rel=1e-9)
 
 
-@pytest.mark.parametrize("one_run_max", [rolling.ONE_RUN_MAX, 0], ids=["one-masked-run", "a-run-per-window"])
-def test_the_exact_recompute_leaves_cells_it_was_not_asked_for_alone(
-        monkeypatch: pytest.MonkeyPatch, one_run_max: int) -> None:
+def test_the_exact_recompute_leaves_cells_it_was_not_asked_for_alone(recompute_path: str) -> None:
     # Arrange
-    monkeypatch.setattr(rolling, "ONE_RUN_MAX", one_run_max)
     n = 2
     x = far_and_nearly_constant(np.random.default_rng(3), n)
     ring = SeriesRing(n, 2, 128)
