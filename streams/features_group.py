@@ -234,9 +234,7 @@ class GroupKeeper:
         self.tally.records += 1
         recv = self.last_recv = record.ts_recv
         clocks = group.clocks
-        ts = clocks.get(topic, 0)
-        if recv > ts:
-            ts = clocks[topic] = recv
+        ts = clocks[topic] = max(recv, clocks.get(topic, 0))
         key = instrument_key(record)
         end = group.open_end
         if end and ts < end and key in group.engine.slots:
