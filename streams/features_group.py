@@ -101,17 +101,16 @@ def compress_checkpoint(snapshot: bytes) -> bytes:
     return zlib.compress(snapshot, COMPRESSION_LEVEL)
 
 
-@dataclass(slots=True)
+@dataclass
 class Pending:
     topic: str
     offset: int
     ts: int  # event time
     record: Record
-    key: str  # its instrument (instrument_key), looked up at every bar close
+    key: str = field(init=False)  # its instrument, looked up at every bar close
 
-
-def _pending(topic: str, offset: int, ts: int, record: Record) -> Pending:
-    return Pending(topic, offset, ts, record, instrument_key(record))
+    def __post_init__(self) -> None:
+        self.key = instrument_key(self.record)
 
 
 @dataclass
@@ -141,7 +140,6 @@ class Group:
         self.snapshot_end = 0  # open_end when the last checkpoint was taken (timer bars move it without records)
         self.latest: dict[int, FeatureFrame] = {}  # interval -> last closed frame (web views)
         self.regimes: dict[int, RegimeUpdate] = {}
-        self.held_by = ""  # the stream that last held the group clock before the open bar's end
 
     def checkpoint(self) -> bytes:
         """The group's whole state, as :meth:`restore` takes it."""
@@ -170,10 +168,10 @@ class Group:
         group.number, group.engine, group.base = number, engine, engine.config.intervals_ns[0]
         group.detectors = [RegimeDetector.restore(d) for d in entry.detectors]
         group.positions, group.clocks, group.open_end = entry.positions, entry.clocks, entry.open_end
-        group.pending = [_pending(t, o, ts, decode(types[t], v)) for t, o, ts, v in entry.pending]
+        group.pending = [Pending(t, o, ts, decode(types[t], v)) for t, o, ts, v in entry.pending]
         group.checkpointed = dict(entry.positions)
         group.snapshot_end = entry.open_end
-        group.latest, group.regimes, group.held_by = {}, {}, ""
+        group.latest, group.regimes = {}, {}
         return group
 
 
@@ -232,38 +230,21 @@ class GroupKeeper:
         """One record: into the open bar when it belongs there and no bar can close, else pending, then close
         what the group clock has passed."""
         self.tally.records += 1
-        recv = self.last_recv = record.ts_recv
-        clocks = group.clocks
-        ts = clocks[topic] = max(recv, clocks.get(topic, 0))
-        key = instrument_key(record)
-        end = group.open_end
-        if end and ts < end and key in group.engine.slots:
-            if ts < end - group.base:
+        self.last_recv = record.ts_recv
+        ts = max(record.ts_recv, group.clocks.get(topic, 0))
+        group.clocks[topic] = ts
+        item = Pending(topic, offset, ts, record)
+        if group.open_end and ts < group.open_end and item.key in group.engine.slots:
+            if ts < group.open_end - group.base:
                 self.tally.late += 1
-            self._feed(group, topic, offset, record, key, out, now_ns)
+            self._feed(group, item, out, now_ns)
             if not caught_up(topic):  # the clock is at most ts: no bar can close (the common case, cheap)
                 return
-            if max(clocks.values()) < end:  # the group clock is at most that: nothing closes
+            if max(group.clocks.values()) < group.open_end:  # the group clock is at most that: nothing closes
                 return
         else:
-            group.pending.append(Pending(topic, offset, ts, record, key))
-            if end and ts >= end and self._held_back(group, caught_up):
-                return
+            group.pending.append(item)
         out += self.pump(group, caught_up, now_ns)
-
-    def _held_back(self, group: Group, caught_up: Callable[[str], bool]) -> bool:
-        """Whether a stream that is not caught up is still before the open bar's end (so the group clock is too
-        and :meth:`pump` would close nothing): :meth:`clock`'s answer for the open bar, asking ``caught_up``
-        only of the streams whose clock has not passed the end (the stream that held it back last time first)."""
-        end, clocks = group.open_end, group.clocks
-        held = group.held_by
-        if held and clocks.get(held, 0) < end and not caught_up(held):
-            return True
-        for topic in self.types:
-            if clocks.get(topic, 0) < end and not caught_up(topic):
-                group.held_by = topic
-                return True
-        return False
 
     def count(self, out: list[Output]) -> list[Output]:
         if out:
@@ -328,16 +309,15 @@ class GroupKeeper:
                 group.engine.slot(name)
         group.pending = rest
         for item in due:
-            self._feed(group, item.topic, item.offset, item.record, item.key, out, now_ns)
+            self._feed(group, item, out, now_ns)
 
-    def _feed(self, group: Group, topic: str, offset: int, record: Record, key: str, out: list[Output],
-              now_ns: int) -> None:
+    def _feed(self, group: Group, item: Pending, out: list[Output], now_ns: int) -> None:
         try:
-            group.engine.feed(record, key)
+            group.engine.feed(item.record)
         except Exception as e:  # a record the engine cannot take: keep going, keep the evidence
             logger.exception("feature engine failed on a record", extra={
-                "topic": topic, "partition": group.number, "offset": offset})
-            out.append(self.dead_letter(topic, group.number, offset, None, encode(record),
+                "topic": item.topic, "partition": group.number, "offset": item.offset})
+            out.append(self.dead_letter(item.topic, group.number, item.offset, None, encode(item.record),
                                         f"feature engine error: {e!r}", now_ns))
 
     def _publish(self, group: Group, frames: list[FeatureFrame], out: list[Output]) -> None:
