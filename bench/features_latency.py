@@ -43,10 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
-from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
 
 from bench.procstat import broker_pid, process_cpu  # noqa: E402
-from bench.reading import arrived, read_ages  # noqa: E402
+from bench.reading import arrived, consumer_at_end, floor_figures, read_ages  # noqa: E402
 from ops.stack import stack  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics_with_prefix, free_ports  # noqa: E402
 from streams.features_group import FeatureTopics  # noqa: E402
@@ -62,11 +62,7 @@ SIGNAL = msgspec.json.Decoder(RegimeSignal)
 
 def read_signals(bootstrap: str, topic: str, seconds: float, ready: Any, out: Any) -> None:
     """Child process: (instrument, interval, bar end, read time) of every signal until ``seconds`` pass."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-signals-{os.getpid()}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 5, "fetch.min.bytes": 1})
-    meta = consumer.list_topics(topic, timeout=10)
-    consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in meta.topics[topic].partitions])
-    consumer.consume(1, timeout=1.0)
+    consumer = consumer_at_end(bootstrap, [topic], "signals")
     ready.set()
     seen: list[tuple[str, int, int, int]] = []
     stop = time.monotonic() + seconds
@@ -300,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu = {name: round(process_cpu(pid) - cpu0[name], 1) for name, pid in pids.items()}
         signals = recv.recv()
         reader.join(30)
-        ages = sorted(floor_recv.recv()) if floor is not None else []
+        ages = floor_recv.recv() if floor is not None else []
         lat = latencies(ticks, signals, started + int(args.warmup * SECOND))
         print(f"ticks sent: {sent:,} ({sent / args.seconds:,.0f}/s); signals read: {len(signals):,}; "
               f"measured after warm-up: {len(lat):,}", flush=True)
@@ -316,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             floor.join(30)
             print(f"broker floor (a plain librdkafka reader of the tick topics, after warm-up: read time - Kafka "
                   f"timestamp, {len(ages):,} ticks, ms): " + ", ".join(
-                      f"p{int(q * 100)} {pct(ages, q) or float('nan'):.1f}" for q in (0.5, 0.9, 0.99)), flush=True)
+                      f"{k} {v:.1f}" for k, v in floor_figures(ages).items()), flush=True)
         print(f"CPU seconds while the ticks were sent ({args.seconds:.0f} s): "
               + ", ".join(f"{k} {v:g}" for k, v in cpu.items()), flush=True)
         print(f"load average at the end: {os.getloadavg()[0]:.2f}", flush=True)

@@ -41,10 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
-from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
 
 from bench.procstat import broker_pid, process_cpu  # noqa: E402
-from bench.reading import arrived, read_ages  # noqa: E402
+from bench.reading import arrived, consumer_at_end, floor_figures, read_ages  # noqa: E402
 from ops.stack import stack  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics_with_prefix, free_ports  # noqa: E402
 from streams.publisher import OutputTopics  # noqa: E402
@@ -68,11 +68,7 @@ SNAPSHOT = 8_725  # records of the ESH4 day's opening snapshot
 
 def read_bbo(bootstrap: str, topic: str, expected: int, deadline_s: float, ready: Any, out: Any) -> None:
     """Child process: read ``topic`` from its end until ``expected`` BBO updates; report read time - ts_recv."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-reader-{os.getpid()}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 100, "fetch.min.bytes": 1})
-    meta = consumer.list_topics(topic, timeout=10)
-    consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in meta.topics[topic].partitions])
-    consumer.consume(1, timeout=1.0)  # settle the assignment before the run starts
+    consumer = consumer_at_end(bootstrap, [topic], "reader", fetch_wait_ms=100)
     ready.set()
     latencies: list[int] = []
     first = last = 0.0
@@ -281,8 +277,9 @@ def latency(run: Run) -> dict[str, Any]:
     achieved = sent / (time.monotonic() - started)
     count, _, _, lat = out.get(timeout=seconds + 180)
     proc.join()
-    ages = sorted(floor[1].recv()) if floor is not None else []
+    ages: list[float] = []
     if floor is not None:
+        ages = floor[1].recv()
         floor[0].join(30)
     cpu_after = processes_cpu(run)
     tenth = max(1, len(lat) // 10)
@@ -294,12 +291,7 @@ def latency(run: Run) -> dict[str, Any]:
             "p50_ms": _pct(lat, 0.50), "p99_ms": _pct(lat, 0.99), "p999_ms": _pct(lat, 0.999),
             "max_ms": lat[-1] / 1e6 if lat else None, "p50_ms_by_tenth": over_time,
             "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in cpu_after},
-            **({"broker_floor_ms": _floor(ages)} if ages else {})}
-
-
-def _floor(ages: list[float]) -> dict[str, float]:
-    """p50 / p90 / p99 of the broker floor reader's ages (ms, sorted)."""
-    return {f"p{q}": round(ages[min(len(ages) - 1, len(ages) * q // 100)], 1) for q in (50, 90, 99)}
+            **({"broker_floor_ms": floor_figures(ages)} if floor is not None else {})}
 
 
 def _bbo_count(snapshot: list[Any], live: list[Any]) -> int:
