@@ -119,14 +119,13 @@ class FeatureEngine:
                 if iv.t > 0:
                     iv.recompute_pairs(changed, self.peers)
 
-    def feed(self, rec: Record, key: str | None = None) -> None:
+    def feed(self, rec: Record) -> None:
         """Take in one event for the open bar. Duplicates (re-published after recovery) and synthetic fills are
-        ignored; MBP-10 snapshots give the depth, BBO updates and quote ticks the L1 quote. ``key``: the record's
-        :func:`instrument_key`, when the caller has it already."""
+        ignored; MBP-10 snapshots give the depth, BBO updates and quote ticks the L1 quote."""
         take = self._feeders.get(type(rec))
         if take is None:
             raise UnknownRecordError(f"the feature engine does not take {type(rec).__name__}")
-        take(rec, key or instrument_key(rec))
+        take(rec, instrument_key(rec))
 
     def _feed_bbo(self, rec: BboUpdate, key: str) -> None:
         if not rec.duplicate:
