@@ -305,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
             f", max {max(lat, default=float('nan')):.4f}", flush=True)
         print("worker tick_to_signal (ts_recv -> handed to producer, bucket bounds):",
               worker_histogram(port, "orderflow_features_tick_to_signal_seconds"), flush=True)
-        print("worker bar_compute:", worker_histogram(port, "orderflow_features_bar_compute_seconds"), flush=True)
+        print("worker bar_compute (closing records: bar series, regimes, signals):",
+              worker_histogram(port, "orderflow_features_bar_compute_seconds"), flush=True)
+        print("worker bar_features (the other features of one group's closed bars):",
+              worker_histogram(port, "orderflow_features_bar_features_seconds"), flush=True)
         print("worker arrival_lag (Kafka timestamp of a batch's first record -> the agent):",
               worker_histogram(port, "orderflow_features_arrival_lag_seconds"), flush=True)
         if floor is not None:

@@ -38,6 +38,7 @@ class FeaturesConfig(FaustWorkerConfig):
 
     intervals_ns: tuple[int, ...] = (1_000_000_000, 60_000_000_000)
     idle_s: float = 0.25
+    finish_wait_s: float = 0.25
     regime_fit_bars: int = 600
     topics: FeatureTopics = field(default_factory=FeatureTopics)
     heartbeat_s: float = 15.0  # SSE comment line to an idle /stream/features client
@@ -52,6 +53,7 @@ class FeaturesConfig(FaustWorkerConfig):
                                commit_interval_ms=settings.features_commit_interval_ms)
         return cls(
             **shared, intervals_ns=settings.feature_intervals_ns(), idle_s=settings.features_idle_ms / 1000,
+            finish_wait_s=settings.features_finish_wait_ms / 1000,
             regime_fit_bars=settings.features_regime_fit_bars, topics=FeatureTopics.with_prefix(topic_prefix),
             heartbeat_s=settings.streams_sse_heartbeat_ms / 1000,
         )
@@ -81,7 +83,7 @@ def create_app(config: FeaturesConfig) -> tuple[faust.App, FeaturesRuntime]:
                       extra_topic_configs=CHANGELOG_CONFIG)
     sink = output_sink(config, app)
     runtime = FeaturesRuntime(app, keeper, TableGroupStore(table), sink, FeatureMetrics(),
-                              config.commit_interval_s, config.idle_s, config.worker_name)
+                              config.commit_interval_s, config.idle_s, config.worker_name, config.finish_wait_s)
     app.recovery_watchdog = RecoveryWatchdog(app, runtime.metrics.registry, "orderflow_features",
                                              config.recovery_stall_s)
 

@@ -15,6 +15,10 @@ The bar-closing rule (docs/features-worker.md explains why it makes recovery exa
 4. instruments seen for the first time are registered when their first bar closes, in name order;
 5. a record whose bar already closed (only possible on live input) goes into the open bar and is counted late.
 
+A closed bar's regime signals go out with the record that closed it; the rest of its features wait
+(:meth:`GroupKeeper.finish`) until no group of the worker is behind it, so that no group's signals queue behind
+another group's features (:meth:`GroupKeeper.finishing`); a checkpoint takes them first.
+
 With complete input (recorded topics), only the per-stream order decides the bars, and Kafka keeps that order,
 so a group restored from its checkpoint and fed the rest publishes exactly what an uninterrupted run publishes.
 """
@@ -31,7 +35,7 @@ from typing import Any
 
 import msgspec
 
-from processors.features import FeatureConfig, FeatureEngine, FeatureFrame, Record, instrument_key
+from processors.features import BarSeries, FeatureConfig, FeatureEngine, FeatureFrame, Record, instrument_key
 from processors.regime import RegimeConfig, RegimeDetector, RegimeUpdate
 from topics import catalog
 from topics.codec import decode, decode_message, encode
@@ -140,6 +144,7 @@ class Group:
         self.snapshot_end = 0  # open_end when the last checkpoint was taken (timer bars move it without records)
         self.latest: dict[int, FeatureFrame] = {}  # interval -> last closed frame (web views)
         self.regimes: dict[int, RegimeUpdate] = {}
+        self.closed_at: int | None = None  # when the oldest bar whose features are not out yet closed (wall, ns)
 
     def checkpoint(self) -> bytes:
         """The group's whole state, as :meth:`restore` takes it."""
@@ -147,7 +152,8 @@ class Group:
 
     def snapshot(self) -> bytes:
         """The state, not compressed yet (:func:`compress_checkpoint` may run in another thread: zlib releases
-        the GIL, and it is most of a checkpoint's cost)."""
+        the GIL, and it is most of a checkpoint's cost). Refused while closed bars wait for
+        :meth:`GroupKeeper.finish` (their features would be in no checkpoint and no output)."""
         entry = GroupCheckpoint(
             group=self.number, positions=dict(self.positions), clocks=dict(self.clocks), open_end=self.open_end,
             engine=self.engine.checkpoint(), detectors=[d.checkpoint() for d in self.detectors],
@@ -171,7 +177,7 @@ class Group:
         group.pending = [Pending(t, o, ts, decode(types[t], v)) for t, o, ts, v in entry.pending]
         group.checkpointed = dict(entry.positions)
         group.snapshot_end = entry.open_end
-        group.latest, group.regimes = {}, {}
+        group.latest, group.regimes, group.closed_at = {}, {}, None
         return group
 
 
@@ -288,7 +294,7 @@ class GroupKeeper:
             if group.pending:
                 upto = min(upto, min(p.ts for p in group.pending))
             upto = max(group.open_end, upto // base * base)
-            self._publish(group, group.engine.advance_to(upto), out)
+            self._signal(group, group.engine.close_to(upto), out, now_ns)
             group.open_end = upto + base
         if opened:
             self._feed_due(group, out, now_ns, known_only=True)
@@ -320,19 +326,44 @@ class GroupKeeper:
             out.append(self.dead_letter(item.topic, group.number, item.offset, None, encode(item.record),
                                         f"feature engine error: {e!r}", now_ns))
 
-    def _publish(self, group: Group, frames: list[FeatureFrame], out: list[Output]) -> None:
+    def _signal(self, group: Group, bars: list[BarSeries], out: list[Output], now_ns: int) -> None:
+        """The regime signals of closed bars, at once; their features wait for :meth:`finish`."""
         detectors = dict(zip(group.engine.config.intervals_ns, group.detectors, strict=True))
-        for frame in frames:
-            for bar in frame.bars():
-                out.append((self.topics.bars, bar.instrument.encode(), encode(bar)))
-            update = detectors[frame.interval_ns].update(frame.instruments, frame.ts_event, frame.interval_ns,
-                                                         frame.column("ret"))
+        for bar in bars:
+            update = detectors[bar.interval_ns].update(bar.instruments, bar.ts_event, bar.interval_ns,
+                                                       bar.column("ret"))
             for signal in update.signals():
                 out.append((self.topics.signals, signal.instrument.encode(), encode(signal)))
                 self.tally.regime_changes += signal.changed
+            group.regimes[bar.interval_ns] = update
+            self.tally.bars_closed += len(bar.instruments)
+        if bars and group.closed_at is None:
+            group.closed_at = now_ns
+
+    # ------------------------------------------------------------------ features of closed bars
+    def finish(self, number: int) -> list[Output]:
+        """Every feature of group ``number``'s closed bars not published yet, as bars (after their signals)."""
+        group = self.groups.get(number)
+        if group is None or not group.engine.unfinished:
+            return []
+        group.closed_at = None
+        out: list[Output] = []
+        for frame in group.engine.finish():
+            for bar in frame.bars():
+                out.append((self.topics.bars, bar.instrument.encode(), encode(bar)))
             group.latest[frame.interval_ns] = frame
-            group.regimes[frame.interval_ns] = update
-            self.tally.bars_closed += len(frame.instruments)
+        return self.count(out)
+
+    def finishing(self, now_ns: int, wait_ns: int) -> list[int]:
+        """The groups whose closed bars should get their features now: once no group is behind them (every group
+        with bars has closed the same bars, so every signal of those bars is out), or once they have waited
+        ``wait_ns``. A bar close costs milliseconds per group, and all groups close together: done one group at a
+        time, the last group's signals would wait for every other group's features."""
+        waiting = [g for g in self.groups.values() if g.closed_at is not None]
+        if not waiting:
+            return []
+        front = min(g.open_end for g in self.groups.values() if g.open_end)
+        return [g.number for g in waiting if g.open_end <= front or now_ns - (g.closed_at or 0) >= wait_ns]
 
     def dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, reason: str,
                     now_ns: int) -> Output:

@@ -121,7 +121,8 @@ class FeaturesRuntime(OneWriteInFlight):
     """State shared by the agent, the timers, the rebalance hooks and the web views of one features worker."""
 
     def __init__(self, app: Any, keeper: GroupKeeper, store: GroupStore, sink: OutputSink, metrics: FeatureMetrics,
-                 commit_interval_s: float, idle_s: float, worker: str = "features") -> None:
+                 commit_interval_s: float, idle_s: float, worker: str = "features", finish_wait_s: float = 0.25
+                 ) -> None:
         self.app = app
         self.keeper = keeper
         self.store = store
@@ -129,6 +130,7 @@ class FeaturesRuntime(OneWriteInFlight):
         self.metrics = metrics
         self.commit_interval_s = commit_interval_s
         self.idle_s = idle_s
+        self.finish_wait_ns = int(finish_wait_s * 1e9)  # longest wait of a closed bar's features for other groups
         self.worker = worker
         self.pending: dict[int, deque[EventT]] = {}  # handled, not yet acked, per group
         self.last_checkpoint: dict[int, float] = {}
@@ -170,9 +172,11 @@ class FeaturesRuntime(OneWriteInFlight):
             outputs = handle(number, record.topic, record.offset, record.key, record.value, caught_up, time.time_ns())
             self._send(outputs, started, closed)
         self.pending.setdefault(number, deque()).append(event)
+        self.finish_due()
         now = time.monotonic()
         self.last_record[number] = now
-        if now - self.last_checkpoint.get(number, 0.0) >= self.commit_interval_s:
+        if (now - self.last_checkpoint.get(number, 0.0) >= self.commit_interval_s
+                and self.keeper.groups[number].closed_at is None):  # not while its features wait: soon after
             self.start_checkpoint(number)
 
     def _observe_arrival(self, message: Any, first: Any) -> None:
@@ -186,10 +190,23 @@ class FeaturesRuntime(OneWriteInFlight):
         if outputs:
             self.sink.send(outputs)
         if self.keeper.tally.bars_closed != closed:
-            self.on_bars()
             self.metrics.close_seconds.observe(time.perf_counter() - started)
             if self.keeper.last_recv:
                 self.metrics.tick_to_signal.observe(max(0, time.time_ns() - self.keeper.last_recv) / 1e9)
+
+    def finish_due(self) -> None:
+        """The features of closed bars that need wait no longer (:meth:`GroupKeeper.finishing`)."""
+        for number in self.keeper.finishing(time.time_ns(), self.finish_wait_ns):
+            self.finish(number)
+
+    def finish(self, number: int) -> None:
+        """Group ``number``'s closed bars with every feature, to the producer; wakes the live streams."""
+        started = time.perf_counter()
+        outputs = self.keeper.finish(number)
+        if outputs:
+            self.sink.send(outputs)
+            self.metrics.features_seconds.observe(time.perf_counter() - started)
+            self.on_bars()
 
     def caught_up(self, number: int) -> Callable[[str], bool]:
         """Whether a stream of group ``number`` has been read to the broker's end offset (unknown: no). The end
@@ -224,10 +241,10 @@ class FeaturesRuntime(OneWriteInFlight):
             outputs = self.keeper.idle(number, self.caught_up(number), int(silence * 1e9), time.time_ns())
             if outputs:
                 self.sink.send(outputs)
-                self.metrics.close_seconds.observe(time.perf_counter() - started)
             if self.keeper.tally.bars_closed != closed:
-                self.on_bars()
+                self.metrics.close_seconds.observe(time.perf_counter() - started)
                 self.last_checkpoint[number] = 0.0  # make the new bars durable soon
+        self.finish_due()
 
     async def checkpoint_due(self) -> None:
         """Timer: checkpoint groups that went quiet with records (or timer bars) not yet covered."""
@@ -243,6 +260,7 @@ class FeaturesRuntime(OneWriteInFlight):
         if self.inflight is not None or group is None:
             return
         self.last_checkpoint[number] = time.monotonic()
+        self.finish(number)  # the features of its closed bars go out before the state that follows them
         if group.positions == group.checkpointed and group.open_end == group.snapshot_end:
             self._ack_covered(number)  # nothing new: no record handled, no bar closed by the idle timer
             return

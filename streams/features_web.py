@@ -57,11 +57,16 @@ class FeatureMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self.close_seconds = Histogram(
-            f"{NS}_bar_compute_seconds", "handling a record or timer tick that closed bars: features of every "
-            "instrument and interval, regimes, outputs built", registry=reg, buckets=COMPUTE_BUCKETS)
+            f"{NS}_bar_compute_seconds", "handling a record or timer tick that closed bars: bar series, regimes "
+            "and signals of every instrument and interval handed to the producer (the other features follow, "
+            "see bar_features_seconds)", registry=reg, buckets=COMPUTE_BUCKETS)
+        self.features_seconds = Histogram(
+            f"{NS}_bar_features_seconds", "every feature of one group's closed bars, built into bar messages and "
+            "handed to the producer (once no group is behind, or after ORDERFLOW_FEATURES_FINISH_WAIT_MS)",
+            registry=reg, buckets=COMPUTE_BUCKETS)
         self.tick_to_signal = Histogram(
-            f"{NS}_tick_to_signal_seconds", "ts_recv of the record that closed a bar to its bars and regime "
-            "signals handed to the producer; meaningful for live data (replays have old ts_recv)",
+            f"{NS}_tick_to_signal_seconds", "ts_recv of the record that closed a bar to its regime signals "
+            "handed to the producer; meaningful for live data (replays have old ts_recv)",
             registry=reg, buckets=LATENCY_BUCKETS)
         self.arrival_lag = Histogram(
             f"{NS}_arrival_lag_seconds", "Kafka timestamp of the first record of a batch to the batch reaching the "

@@ -81,6 +81,7 @@ class Settings:
     features_intervals_ms: str = "1000,60000"  # bar lengths, ms, comma-separated; each a multiple of the first
     features_commit_interval_ms: float = 1000.0  # feature checkpoints and offset commits, this often
     features_idle_ms: float = 250.0  # all inputs read to the end and silent this long: bars close by the wall clock
+    features_finish_wait_ms: float = 250.0  # a closed bar's features wait at most this for other groups' signals
     features_regime_fit_bars: int = 600  # bars of volatility an instrument collects before its regime HMM is fitted
     streams_control_url: str = ""  # replay control API proxied by a worker's /control/*; empty: the local replay's
     streams_sse_heartbeat_ms: float = 15000.0  # SSE comment line sent to an idle client this often
@@ -142,6 +143,9 @@ class Settings:
             raise SettingsError(f"{PREFIX}SINK_BATCH_MS={self.sink_batch_ms}: must be positive")
         if self.frame_linger_ms < 0:
             raise SettingsError(f"{PREFIX}FRAME_LINGER_MS={self.frame_linger_ms}: must not be negative")
+        if not 0 <= self.features_finish_wait_ms <= 60_000:
+            raise SettingsError(f"{PREFIX}FEATURES_FINISH_WAIT_MS={self.features_finish_wait_ms}: expected 0 to "
+                                "60000 (0: a bar's features are published right after its signals)")
         for name, ms in (
             ("streams_commit_interval_ms", self.streams_commit_interval_ms),
             ("streams_mbp10_interval_ms", self.streams_mbp10_interval_ms),

@@ -10,9 +10,10 @@ from processors.features.catalog import FeatureSpec
 from processors.features.config import FeatureConfig
 from processors.features.engine import FeatureEngine, Record, instrument_key
 from processors.features.errors import ConfigError, FeatureError, StateError, UnknownFeatureError, UnknownRecordError
-from processors.features.frame import FeatureFrame
+from processors.features.frame import BarSeries, FeatureFrame
 
 __all__ = [
+    "BarSeries",
     "ConfigError",
     "FeatureConfig",
     "FeatureEngine",

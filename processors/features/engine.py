@@ -4,6 +4,7 @@
     engine.advance_to(ts)            # opens the first bar (the one containing ts)
     engine.feed(record)              # BboUpdate, Mbp10Snapshot, BookTrade, QuoteTick or TradeTick
     frames = engine.advance_to(ts)   # closes every bar that ended at or before ts, of every interval
+    bars = engine.close_to(ts); ...; frames = engine.finish()   # the same in two halves: bar series first
     blob = engine.checkpoint(); engine2 = FeatureEngine.restore(blob)   # identical later bars
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 from processors.features.catalog import FeatureSpec
 from processors.features.config import FeatureConfig
 from processors.features.errors import ConfigError, UnknownRecordError
-from processors.features.frame import FeatureFrame
+from processors.features.frame import BarSeries, FeatureFrame
 from processors.features.inputs import FIX, NAN, EventSink, Quotes
 from processors.features.interval import IntervalEngine
 from processors.features.state import pack, unpack
@@ -84,6 +85,8 @@ class FeatureEngine:
         return s
 
     def _register(self, instrument: str) -> int:
+        for iv in self.intervals:  # a closed bar's features come from the slots and peers it was closed with
+            iv.settle()
         s = len(self.instruments)
         if s >= self.capacity:
             self._grow(2 * self.capacity)
@@ -150,12 +153,20 @@ class FeatureEngine:
 
     # ------------------------------------------------------------------------------------------- bars
     def advance_to(self, ts_ns: int) -> list[FeatureFrame]:
-        """Close every bar (of every interval) that ends at or before ``ts_ns``, oldest first.
+        """Close every bar (of every interval) that ends at or before ``ts_ns``, oldest first: :meth:`close_to`
+        then :meth:`finish`.
 
         The first call opens the bar containing ``ts_ns``. Empty bars in between are closed too (quiet bars);
         when more than ``max_gap_bars`` are due, they are skipped and the rolling state starts over.
         """
-        out: list[FeatureFrame] = []
+        self.close_to(ts_ns)
+        return self.finish()
+
+    def close_to(self, ts_ns: int) -> list[BarSeries]:
+        """The first half of :meth:`advance_to`: close every bar due and return its bar series (all the regime
+        signals need, oldest first); the rest of its features come from :meth:`finish`, which may wait while
+        events of the next bars are fed. They are the features :meth:`advance_to` gives."""
+        out: list[BarSeries] = []
         for iv in self.intervals:
             if iv.bar_end is None:
                 iv.bar_end = (ts_ns // iv.interval_ns + 1) * iv.interval_ns
@@ -167,12 +178,24 @@ class FeatureEngine:
             if due > 0:
                 quotes = self.quotes.arrays(len(self.instruments))
                 out.extend(iv.close(quotes, self.instruments, self.peers) for _ in range(due))
-        out.sort(key=lambda f: (f.ts_event, f.interval_ns))
+        out.sort(key=lambda b: (b.ts_event, b.interval_ns))
         return out
+
+    def finish(self) -> list[FeatureFrame]:
+        """Every feature of the bars closed since the last call, oldest first."""
+        frames = [frame for iv in self.intervals for frame in iv.finish()]
+        frames.sort(key=lambda f: (f.ts_event, f.interval_ns))
+        return frames
+
+    @property
+    def unfinished(self) -> bool:
+        """Bars closed by :meth:`close_to` whose frames :meth:`finish` has not returned yet."""
+        return any(iv.unfinished for iv in self.intervals)
 
     # ------------------------------------------------------------------------------------------- state
     def checkpoint(self) -> bytes:
-        """Everything needed to continue exactly where this engine is (config included), as bytes."""
+        """Everything needed to continue exactly where this engine is (config included), as bytes; refused
+        (:class:`StateError`) while closed bars wait for :meth:`finish`."""
         meta: dict[str, Any] = {
             "config": msgspec.to_builtins(self.config),
             "instruments": self.instruments,

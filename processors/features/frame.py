@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from processors.features.errors import UnknownFeatureError
+from processors.features.series import INDEX
 from topics.records import FeatureBar
 
 
@@ -40,3 +41,23 @@ class FeatureFrame:
         return [FeatureBar(instrument=inst, ts_event=self.ts_event, interval_ns=self.interval_ns,
                            values=dict(zip(names, row, strict=True)))
                 for inst, row in zip(self.instruments, cells.tolist(), strict=True)]
+
+
+class BarSeries:
+    """The bar-level series (the ``bar`` family, the first columns of its :class:`FeatureFrame`) of one closed bar
+    of every instrument of one interval, known before the rest of its features: what the regime signals need."""
+
+    __slots__ = ("instruments", "interval_ns", "series", "ts_event")
+
+    def __init__(self, interval_ns: int, ts_event: int, instruments: list[str], series: np.ndarray) -> None:
+        self.interval_ns = interval_ns
+        self.ts_event = ts_event  # bar end (exclusive), ns
+        self.instruments = instruments
+        self.series = series  # (instruments, series)
+
+    def column(self, name: str) -> np.ndarray:
+        """One series (``ret``, ``close``, ...) for every instrument."""
+        j = INDEX.get(name)
+        if j is None:
+            raise UnknownFeatureError(name)
+        return self.series[:, j]

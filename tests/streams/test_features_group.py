@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from processors.features import FeatureConfig
+from processors.features import FeatureConfig, StateError
 from processors.regime import RegimeConfig
 from streams.features_group import FeatureTopics, GroupKeeper, Output
 from tests.streams.features_support import (
@@ -22,8 +22,8 @@ from tests.streams.features_support import (
     same_values,
     split,
 )
-from topics.codec import decode
-from topics.records import DeadLetter, FeatureBar, RegimeSignal
+from topics.codec import decode, encode
+from topics.records import DeadLetter, FeatureBar, QuoteTick, RegimeSignal
 
 pytestmark = pytest.mark.unit
 
@@ -52,6 +52,7 @@ class Feed:
         while steps is None or done < steps:
             left = [t for t, values in self.by_topic.items() if self.next[t] < len(values)]
             if not left:
+                self.outputs += self.keeper.finish(0)
                 return
             topic = self.rng.choice(left)
             burst = self.rng.randint(1, 300)  # Faust hands over a fetched batch of one partition at a time
@@ -63,10 +64,19 @@ class Feed:
                 self.outputs += self.keeper.handle(0, topic, offset, b"k", self.by_topic[topic][offset],
                                                    self.caught_up, 1)
                 done += 1
+            if self.rng.random() < 0.5:  # the features of closed bars come after a while, as in the worker
+                self.outputs += self.keeper.finish(0)
+
+    def checkpoint(self) -> tuple[bytes, dict[str, int]]:
+        """What the worker does at a commit boundary: the closed bars' features out, then the state."""
+        self.outputs += self.keeper.finish(0)
+        group = self.keeper.groups[0]
+        return group.checkpoint(), dict(group.positions)
 
     def finish(self) -> None:
         """Every stream read: the idle timer closes the open bar."""
         self.outputs += self.keeper.idle(0, self.caught_up, 2 * INTERVALS[-1], 1)
+        self.outputs += self.keeper.finish(0)
 
 
 def keeper() -> GroupKeeper:
@@ -170,8 +180,7 @@ def test_a_checkpoint_between_frames_continues_exactly(inputs: dict[str, list[by
     whole = {(t, v) for t, _, v in uninterrupted[0]}
     crashed = Feed(packed, keeper(), seed=5)
     crashed.run(20_000)
-    blob = crashed.keeper.groups[0].checkpoint()
-    positions = dict(crashed.keeper.groups[0].positions)
+    blob, positions = crashed.checkpoint()
 
     restored = GroupKeeper(TOPICS, FEATURES, REGIME)
     restored.assign(0, blob)
@@ -189,8 +198,7 @@ def test_a_checkpoint_taken_anywhere_continues_exactly(inputs: dict[str, list[by
     whole = {(t, v) for t, _, v in uninterrupted[0]}
     crashed = Feed(inputs, keeper(), seed)
     crashed.run(rng.randint(1_000, 100_000))
-    blob = crashed.keeper.groups[0].checkpoint()
-    positions = dict(crashed.keeper.groups[0].positions)
+    blob, positions = crashed.checkpoint()
     crashed.run(rng.randint(0, 20_000))  # published, then lost with the process
 
     restored = GroupKeeper(TOPICS, FEATURES, REGIME)
@@ -239,7 +247,7 @@ def test_a_quiet_group_gets_its_bars_from_the_idle_timer(inputs: dict[str, list[
     open_end = group.open_end
 
     assert k.idle(0, feed.caught_up, 0, 1) == []  # no silence yet: the open bar stays open
-    out = k.idle(0, feed.caught_up, open_end - last + 3 * INTERVALS[0], 1)
+    out = k.idle(0, feed.caught_up, open_end - last + 3 * INTERVALS[0], 1) + k.finish(0)
 
     bars = [decode(FeatureBar, v) for t, _, v in out if t == TOPICS.bars]
     ends = sorted({b.ts_event for b in bars if b.interval_ns == INTERVALS[0]})
@@ -254,3 +262,63 @@ def test_an_unreadable_checkpoint_is_refused_naming_the_group() -> None:
 
     with pytest.raises(ValueError, match="group 5"):
         k.assign(5, b"not a checkpoint")
+
+
+def quote(symbol: str, ts: int) -> bytes:
+    return encode(QuoteTick(venue="v", symbol=symbol, ts_event=ts, ts_recv=ts, bid_px=10**11, bid_sz=10**9,
+                            ask_px=10**11 + 10**8, ask_sz=10**9))
+
+
+class Live:
+    """Groups fed live quotes (every stream read to its end), one message at a time."""
+
+    def __init__(self, groups: tuple[int, ...]) -> None:
+        self.keeper = GroupKeeper(TOPICS, FeatureConfig(intervals_ns=(INTERVALS[0],)), REGIME)
+        for number in groups:
+            self.keeper.assign(number, None)
+        self.offsets = dict.fromkeys(groups, 0)
+
+    def quote(self, number: int, ts: int, now_ns: int = 0) -> list[Output]:
+        offset = self.offsets[number]
+        self.offsets[number] += 1
+        return self.keeper.handle(number, TOPICS.tick_quotes, offset, None, quote(f"S{number}", ts),
+                                  lambda _topic: True, now_ns)
+
+
+def test_signals_leave_with_the_closing_record_and_the_bars_follow_from_finish() -> None:
+    live = Live((0,))
+    live.quote(0, INTERVALS[0] // 2)
+    bars = 0
+    closing: list[Output] = []
+    while bars < 100:  # until the regimes are warm: signals with every bar from then on
+        bars += 1
+        closing = live.quote(0, bars * INTERVALS[0] + 1)
+        if closing:
+            break
+        live.keeper.finish(0)
+
+    later = live.keeper.finish(0)
+
+    assert closing and {t for t, _, _ in closing} == {TOPICS.signals}
+    assert {decode(RegimeSignal, v).ts_event for _, _, v in closing} == {bars * INTERVALS[0]}
+    assert [(t, decode(FeatureBar, v).ts_event) for t, _, v in later] == [(TOPICS.bars, bars * INTERVALS[0])]
+    assert live.keeper.finish(0) == []
+
+
+def test_a_group_ahead_waits_for_the_groups_behind_or_for_the_wait() -> None:
+    live, second, wait = Live((0, 1)), INTERVALS[0], 250_000_000
+    for number in (0, 1):
+        live.quote(number, second // 2)
+
+    live.quote(0, second + 1, now_ns=10)  # group 0 closes the first bar; group 1 has not yet
+    ahead = live.keeper.finishing(10 + wait - 1, wait)
+    live.quote(1, second + 2, now_ns=20)  # now every group has closed it
+    together = live.keeper.finishing(20, wait)
+    for number in together:
+        live.keeper.finish(number)
+    live.quote(0, 2 * second + 1, now_ns=30)  # group 0 alone closes the second bar
+    waited = live.keeper.finishing(30 + wait, wait)
+
+    assert ahead == [] and together == [0, 1] and waited == [0]
+    with pytest.raises(StateError, match="finish"):
+        live.keeper.groups[0].checkpoint()
