@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.procstat import broker_pid, process_cpu
+from bench.procstat import broker_jit, broker_pid, process_cpu
 from producers.exchanges import venue_class
 from producers.exchanges.fake import FakeConfig, FakeExchange
 from producers.exchanges.ingest import Ingest, IngestConfig
@@ -253,6 +253,8 @@ def main() -> int:
         conf = settings.load()
         broker = broker_pid(conf) if args.bootstrap == conf.bootstrap_servers else {}  # the local stack's broker
         others = {"fake exchanges": child.pid or 0, **broker}
+        if broker:
+            print(f"broker JIT: {broker_jit(broker['broker'])}", flush=True)
         result = uvloop.run(measure(args, list(ports), topics, total, others))
         report(args, result)
     finally:

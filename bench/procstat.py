@@ -18,6 +18,15 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def broker_jit(pid: int | None) -> str:
+    """How the running broker's JVM compiles (from its command line): "quick (C1 only)", "full" or "unknown"."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, TypeError):
+        return "unknown"
+    return "quick (C1 only)" if b"-XX:TieredStopAtLevel=1" in args else "full"
+
+
 def broker_pid(settings: Settings) -> dict[str, int]:
     """``{"broker": pid}`` of the local stack's broker of ``settings``, when its PID file is there."""
     path = Layout.of(settings).kafka_pid

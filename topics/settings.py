@@ -29,6 +29,7 @@ class Settings:
     kafka_controller_port: int = 9093  # KRaft controller listener
     kafka_version: str = "4.1.1"
     kafka_heap: str = "512m"
+    kafka_jit: str = "full"  # the broker's JIT: "full" (C1 then C2, as a long-running broker) or "quick" (C1 only)
     kafka_bootstrap: str = ""  # empty: kafka_host:kafka_port
     topic_partitions: int = 0  # 0: each topic's catalog default
     pg_host: str = "127.0.0.1"
@@ -160,6 +161,7 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name.upper()}={ms}: must be positive")
         self.feature_intervals_ns()  # validates ORDERFLOW_FEATURES_INTERVALS_MS
         _one_of("streams_publisher", self.streams_publisher, ("confluent", "faust"))
+        _one_of("kafka_jit", self.kafka_jit, ("full", "quick"))
         _one_of("streams_loop", self.streams_loop, ("uvloop", "asyncio"))
         if not 0 <= self.exchange_linger_ms <= 1000:
             raise SettingsError(f"{PREFIX}EXCHANGE_LINGER_MS={self.exchange_linger_ms}: expected 0 to 1000")

@@ -31,8 +31,11 @@ logger = logging.getLogger(__name__)
 
 NODE_ID = 1
 MAIN_CLASS = "kafka.Kafka"
-# Fast start on 2 cores: a small heap with the serial collector, C1 only. KAFKA_JVM_PERFORMANCE_OPTS replaces it.
-DEFAULT_JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-Djava.awt.headless=true")
+# A small heap with the serial collector (2 cores). KAFKA_JVM_PERFORMANCE_OPTS replaces these flags.
+DEFAULT_JVM_FLAGS = ("-XX:+UseSerialGC", "-Xshare:auto", "-Djava.awt.headless=true")
+# ORDERFLOW_KAFKA_JIT=quick, and the short-lived tools: C1 only. It starts sooner and compiles less, but its code
+# runs slower: a warm broker under load uses about a third more CPU than with the full JIT (docs/stack.md).
+QUICK_JIT = ("-XX:TieredStopAtLevel=1",)
 READY_TIMEOUT_S = 120.0
 
 LOG4J2 = """\
@@ -150,10 +153,11 @@ def check_data(layout: Layout) -> bool:
     return True
 
 
-def java_command(java: str, heap: str, layout: Layout, main: str, *args: str) -> list[str]:
-    """The JVM command line running ``main`` on the cached jars with the given heap and the stack's flags."""
+def java_command(java: str, heap: str, layout: Layout, main: str, *args: str, jit: str = "quick") -> list[str]:
+    """The JVM command line running ``main`` on the cached jars with the given heap and the stack's flags
+    (``jit``: "full", or "quick" for C1 only)."""
     extra = os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS")
-    flags = shlex.split(extra) if extra is not None else list(DEFAULT_JVM_FLAGS)
+    flags = shlex.split(extra) if extra is not None else [*DEFAULT_JVM_FLAGS, *(QUICK_JIT if jit == "quick" else ())]
     return [
         java, f"-Xmx{heap}", f"-Xms{heap}", *flags,
         f"-Dlog4j2.configurationFile={layout.kafka_log4j}", f"-Dkafka.logs.dir={layout.kafka_log.parent}",
@@ -200,7 +204,8 @@ def start(java: str, settings: Settings, layout: Layout) -> int:
     layout.kafka_log.parent.mkdir(parents=True, exist_ok=True)
     with layout.kafka_log.open("a") as f:
         f.write(f"\n===== orderflow stack up {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n")
-    pid = spawn(java_command(java, settings.kafka_heap, layout, MAIN_CLASS, str(layout.kafka_config)), layout.kafka_log)
+    pid = spawn(java_command(java, settings.kafka_heap, layout, MAIN_CLASS, str(layout.kafka_config),
+                             jit=settings.kafka_jit), layout.kafka_log)
     layout.kafka_pid.parent.mkdir(parents=True, exist_ok=True)
     layout.kafka_pid.write_text(f"{pid}\n")
     logger.info("started Kafka (pid %d), waiting for it to answer on %s", pid, settings.bootstrap_servers)

@@ -45,13 +45,15 @@ def test_cluster_id_looks_like_kafkas() -> None:
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) and not i.startswith("-") for i in ids)
 
 
-def test_java_command_uses_heap_jars_and_fast_start_flags(settings: Settings,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_java_command_uses_heap_jars_and_the_jit_asked_for(settings: Settings,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KAFKA_JVM_PERFORMANCE_OPTS", raising=False)
     layout = Layout.of(settings)
     cmd = kafka.java_command("/usr/bin/java", "512m", layout, kafka.MAIN_CLASS, str(layout.kafka_config))
+    full = kafka.java_command("/usr/bin/java", "512m", layout, kafka.MAIN_CLASS, jit="full")
     assert cmd[:3] == ["/usr/bin/java", "-Xmx512m", "-Xms512m"]
     assert "-XX:+UseSerialGC" in cmd and "-XX:TieredStopAtLevel=1" in cmd
+    assert "-XX:+UseSerialGC" in full and "-XX:TieredStopAtLevel=1" not in full
     assert cmd[cmd.index("-cp") + 1] == f"{layout.kafka_libs}/*"
     assert cmd[-2:] == ["kafka.Kafka", str(layout.kafka_config)]
     monkeypatch.setenv("KAFKA_JVM_PERFORMANCE_OPTS", "-XX:+UseG1GC")
