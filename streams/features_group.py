@@ -374,6 +374,16 @@ class GroupKeeper:
         return (self.topics.deadletter, topic.encode(), encode(record))
 
     # ------------------------------------------------------------------ idle timer
+    def quiet_run_ns(self, number: int) -> int:
+        """How far the idle timer had moved group ``number``'s bars past its latest event time (0: not at all).
+        A restored group's silence goes on from there: its quiet bars continue where they were, instead of
+        waiting that long again (a replay's group idle for ten minutes would otherwise close nothing for ten
+        minutes after a restart)."""
+        group = self.groups.get(number)
+        if group is None or not group.clocks or not group.open_end:
+            return 0
+        return max(0, group.open_end - group.base - max(group.clocks.values()))
+
     def idle(self, number: int, caught_up: Callable[[str], bool], silence_ns: int, now_ns: int) -> list[Output]:
         """The idle timer's rule: when every stream of the group is caught up and no record came for
         ``silence_ns`` (at least the idle setting), the clock is the latest event time plus that silence, so the

@@ -337,7 +337,7 @@ class FeaturesRuntime(OneWriteInFlight):
                 except ValueError as e:
                     await self.die(StreamsError(str(e)))
                     return
-                self.last_record[number] = time.monotonic()
+                self.last_record[number] = time.monotonic() - self.keeper.quiet_run_ns(number) / 1e9
                 logger.info("group %d %s: %d instruments", number, "restored" if blob else "started",
                             len(group.engine.instruments), extra={"partition": number})
         waiting = mine - set(self.keeper.groups)

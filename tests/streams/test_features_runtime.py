@@ -16,6 +16,8 @@ from streams.features_runtime import FeaturesRuntime, MemoryGroupStore
 from streams.features_web import FeatureMetrics
 from streams.output import MemorySink
 from tests.streams.twin import PartlyRecovered
+from topics.codec import decode, encode
+from topics.records import FeatureBar, QuoteTick
 
 pytestmark = pytest.mark.unit
 
@@ -83,3 +85,45 @@ def test_a_restore_spanning_a_rebalance_is_void() -> None:
         assert not rt.keeper.groups and not rt.ready
 
     asyncio.run(scenario())
+
+
+@dataclass
+class CaughtUpConsumer(Consumer):
+    """Every input stream read to its end (empty logs)."""
+
+    def highwater(self, tp: TP) -> int | None:
+        return 0
+
+
+def quiet_group_checkpoint(bar_ns: int, silence_ns: int) -> tuple[bytes, int]:
+    """Group 0 after one quote and ``silence_ns`` of silence closed its bars by the idle rule: its checkpoint and
+    the end of its open bar."""
+    keeper = GroupKeeper(TOPICS, FeatureConfig(intervals_ns=(bar_ns,)), RegimeConfig())
+    keeper.assign(0, None)
+    quote = QuoteTick(venue="v", symbol="Q", ts_event=10 * bar_ns + 1, ts_recv=10 * bar_ns + 1, bid_px=10**11,
+                      bid_sz=10**9, ask_px=10**11 + 10**8, ask_sz=10**9)
+    keeper.handle(0, TOPICS.tick_quotes, 0, None, encode(quote), lambda _t: True, 0)
+    keeper.idle(0, lambda _t: True, silence_ns, 0)
+    keeper.finish(0)
+    group = keeper.groups[0]
+    return group.checkpoint(), group.open_end
+
+
+def test_a_restored_quiet_group_closes_its_next_bar_without_waiting_its_old_silence_again() -> None:
+    bar_ns = 100_000_000
+    blob, open_end = quiet_group_checkpoint(bar_ns, silence_ns=20 * bar_ns)  # 2 s of quiet bars before the restart
+    store = MemoryGroupStore()
+    store.durable[0] = blob
+    rt = FeaturesRuntime(App(CaughtUpConsumer(groups=(0,))),
+                         GroupKeeper(TOPICS, FeatureConfig(intervals_ns=(bar_ns,)), RegimeConfig()), store,
+                         MemorySink(), FeatureMetrics(), 1.0, idle_s=0.05)
+
+    async def scenario() -> None:
+        await rt.on_rebalance_complete(None)
+        await asyncio.sleep(1.5 * bar_ns / 1e9)
+        await rt.idle_tick()
+
+    asyncio.run(scenario())
+
+    ends = {decode(FeatureBar, v).ts_event for t, _, v in rt.sink.outputs if t == TOPICS.bars}
+    assert open_end in ends, "the restored group's next quiet bar should close one bar after the restore"
