@@ -374,6 +374,12 @@ class GroupKeeper:
         return (self.topics.deadletter, topic.encode(), encode(record))
 
     # ------------------------------------------------------------------ idle timer
+    def event_time(self, number: int) -> int:
+        """The latest event time of group ``number``'s streams (0: none yet); the idle timer's silence counts
+        from the last record that moved it."""
+        group = self.groups.get(number)
+        return max(group.clocks.values(), default=0) if group is not None else 0
+
     def quiet_run_ns(self, number: int) -> int:
         """How far the idle timer had moved group ``number``'s bars past its latest event time (0: not at all).
         A restored group's silence goes on from there: its quiet bars continue where they were, instead of

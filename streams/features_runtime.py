@@ -165,6 +165,7 @@ class FeaturesRuntime(OneWriteInFlight):
             return
         caught_up = self.caught_up(number)
         handle = self.keeper.handle
+        event_time = self.keeper.event_time(number)
         self._observe_arrival(message, records[0])
         for record in records:
             started = time.perf_counter()
@@ -174,7 +175,8 @@ class FeaturesRuntime(OneWriteInFlight):
         self.pending.setdefault(number, deque()).append(event)
         self.finish_due()
         now = time.monotonic()
-        self.last_record[number] = now
+        if self.keeper.event_time(number) != event_time:  # records behind the group's time leave it silent
+            self.last_record[number] = now
         if (now - self.last_checkpoint.get(number, 0.0) >= self.commit_interval_s
                 and self.keeper.groups[number].closed_at is None):  # not while its features wait: soon after
             self.start_checkpoint(number)

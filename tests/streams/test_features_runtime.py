@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from faust.types import TP
@@ -127,3 +129,28 @@ def test_a_restored_quiet_group_closes_its_next_bar_without_waiting_its_old_sile
 
     ends = {decode(FeatureBar, v).ts_event for t, _, v in rt.sink.outputs if t == TOPICS.bars}
     assert open_end in ends, "the restored group's next quiet bar should close one bar after the restore"
+
+
+def test_records_behind_a_quiet_groups_time_do_not_restart_its_silence() -> None:
+    bar_ns = 100_000_000
+    blob, open_end = quiet_group_checkpoint(bar_ns, silence_ns=20 * bar_ns)
+    store = MemoryGroupStore()
+    store.durable[0] = blob
+    rt = FeaturesRuntime(App(CaughtUpConsumer(groups=(0,))),
+                         GroupKeeper(TOPICS, FeatureConfig(intervals_ns=(bar_ns,)), RegimeConfig()), store,
+                         MemorySink(), FeatureMetrics(), 10.0, idle_s=0.05)
+    old = QuoteTick(venue="v", symbol="Q", ts_event=bar_ns, ts_recv=bar_ns, bid_px=10**11, bid_sz=10**9,
+                    ask_px=10**11 + 10**8, ask_sz=10**9)  # the replay again: long before the group's time
+    message = SimpleNamespace(partition=0, topic=TOPICS.tick_quotes, offset=1, key=None, value=encode(old),
+                              timestamp=None)
+
+    async def scenario() -> None:
+        await rt.on_rebalance_complete(None)
+        rt.on_event(cast(Any, SimpleNamespace(message=message, ack=lambda: None)))
+        await asyncio.sleep(1.5 * bar_ns / 1e9)
+        await rt.idle_tick()
+
+    asyncio.run(scenario())
+
+    ends = {decode(FeatureBar, v).ts_event for t, _, v in rt.sink.outputs if t == TOPICS.bars}
+    assert rt.keeper.tally.records == 1 and open_end in ends
