@@ -122,6 +122,7 @@ def _check_views(worker: Any, want_bars: dict[Any, FeatureBar]) -> None:
     assert metric(text, "orderflow_features_bars_closed_total") >= len(want_bars)
     assert metric(text, "orderflow_features_dead_letters_total") == 2
     assert metric(text, "orderflow_features_tick_to_signal_seconds_count") > 0
+    assert metric(text, "orderflow_features_bar_features_seconds_count") > 0  # the features after the signals
     assert metric(text, "orderflow_features_consumer_lag") == 0
 
 
