@@ -72,6 +72,10 @@ class FeatureTopics:
         return {self.bbo: BboUpdate, self.mbp10: Mbp10Snapshot, self.book_trades: BookTrade,
                 self.tick_trades: TradeTick, self.tick_quotes: QuoteTick}
 
+    def compacted(self) -> set[str]:
+        """The inputs whose logs are compacted: their offsets may skip (the records a later one replaced)."""
+        return {topic for topic, kind in self.inputs().items() if kind.__name__ in catalog.COMPACTED_TYPES}
+
     def framed(self) -> set[str]:
         """The inputs whose messages may be frames of records (their topics are ``framed`` in the catalog)."""
         return {topic for topic, kind in self.inputs().items() if kind.__name__ in catalog.FRAMED_TYPES}
@@ -122,6 +126,7 @@ class Tally:
     records: int = 0
     skipped: int = 0
     late: int = 0
+    gaps: int = 0  # offsets an input stream went on past without their records being handled
     dead_letters: int = 0
     bars_closed: int = 0
     regime_changes: int = 0
@@ -190,6 +195,7 @@ class GroupKeeper:
         framed = topics.framed()
         self.decoders: dict[str, Callable[[bytes], list[Any]]] = {
             topic: partial(decode_message, t, framed=topic in framed) for topic, t in self.types.items()}
+        self.compacted = topics.compacted()
         self.features = features
         self.regime = regime
         self.groups: dict[int, Group] = {}
@@ -212,9 +218,13 @@ class GroupKeeper:
         """Take the message at ``offset`` of ``topic`` in group ``number`` (one record, or a frame of records of
         a tick topic); the outputs it releases, in order."""
         group = self.groups[number]
-        if offset < group.positions.get(topic, 0):
-            self.tally.skipped += 1  # the checkpoint already holds it
-            return []
+        expected = group.positions.get(topic)
+        if expected is not None and offset != expected:
+            if offset < expected:
+                self.tally.skipped += 1  # the checkpoint already holds it
+                return []
+            if topic not in self.compacted:
+                self._gap(topic, number, expected, offset)
         group.positions[topic] = offset + 1
         out: list[Output] = []
         try:
@@ -230,6 +240,14 @@ class GroupKeeper:
         if records:
             self._take(group, topic, offset, records[-1], caught_up, out, now_ns)
         return self.count(out)
+
+    def _gap(self, topic: str, number: int, expected: int, offset: int) -> None:
+        """Records ``expected`` to ``offset - 1`` of a stream were never handled: the log lost them (retention,
+        compaction) or they were not delivered. Bars from here on may differ from a run that had them."""
+        self.tally.gaps += offset - expected
+        logger.warning("records %d to %d of %s partition %d were never handled: the stream went on at %d",
+                       expected, offset - 1, topic, number, offset,
+                       extra={"topic": topic, "partition": number, "offset": offset})
 
     def _take(self, group: Group, topic: str, offset: int, record: Any, caught_up: Callable[[str], bool],
               out: list[Output], now_ns: int) -> None:

@@ -30,6 +30,8 @@ class KeeperCollector(Collector):
             ("records", "input records handled", tally.records),
             ("records_skipped", "re-delivered records skipped because a checkpoint covered them", tally.skipped),
             ("records_late", "records whose bar had already closed (fed into the open bar)", tally.late),
+            ("records_gap", "offsets an input stream went on past unhandled (retention, compaction, a lost delivery)",
+             tally.gaps),
             ("dead_letters", "records sent to the dead-letter topic", tally.dead_letters),
             ("bars_closed", "feature bars closed (instruments × bars)", tally.bars_closed),
             ("regime_changes", "regime signals that changed state", tally.regime_changes),

@@ -93,6 +93,7 @@ CATALOG: tuple[TopicSpec, ...] = (
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in CATALOG}
 FRAMED_TYPES = frozenset(spec.value for spec in CATALOG if spec.framed)  # record types published in frames
+COMPACTED_TYPES = frozenset(spec.value for spec in CATALOG if "compact" in spec.cleanup_policy)  # offsets may skip
 
 
 def topic(name: str) -> TopicSpec:

@@ -322,3 +322,28 @@ def test_a_group_ahead_waits_for_the_groups_behind_or_for_the_wait() -> None:
     assert ahead == [] and together == [0, 1] and waited == [0]
     with pytest.raises(StateError, match="finish"):
         live.keeper.groups[0].checkpoint()
+
+
+def test_a_stream_that_goes_on_past_unhandled_offsets_is_counted_and_named(caplog: pytest.LogCaptureFixture
+                                                                          ) -> None:
+    live = Live((0,))
+    live.quote(0, INTERVALS[0] // 2)  # offset 0
+    live.offsets[0] = 5  # offsets 1 to 4 never arrive
+
+    with caplog.at_level("WARNING", logger="streams.features_group"):
+        live.quote(0, INTERVALS[0] // 2 + 1)
+
+    assert live.keeper.tally.gaps == 4 and live.keeper.tally.skipped == 0
+    assert "records 1 to 4 of ticks.quotes partition 0 were never handled" in caplog.text
+
+
+def test_offsets_skipped_in_a_compacted_input_are_no_gap(inputs: dict[str, list[bytes]]) -> None:
+    k = keeper()
+    feed = Feed({t: [] for t in inputs}, k, seed=8)
+    mbp10, bbo = inputs[TOPICS.mbp10][:2], inputs[TOPICS.bbo][:2]
+
+    for topic, values in ((TOPICS.mbp10, mbp10), (TOPICS.bbo, bbo)):
+        k.handle(0, topic, 0, b"k", values[0], feed.caught_up, 1)
+        k.handle(0, topic, 3, b"k", values[1], feed.caught_up, 1)  # offsets 1 and 2 compacted away, or lost
+
+    assert TOPICS.mbp10 in k.compacted and k.tally.gaps == 2  # the two of book.bbo only
