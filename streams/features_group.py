@@ -180,7 +180,7 @@ class Group:
         group.detectors = [RegimeDetector.restore(d) for d in entry.detectors]
         group.positions, group.clocks, group.open_end = entry.positions, entry.clocks, entry.open_end
         group.pending = [Pending(t, o, ts, decode(types[t], v)) for t, o, ts, v in entry.pending]
-        group.checkpointed = dict(entry.positions)
+        group.checkpointed = {}  # the blob may be a local write the changelog never got: nothing is durable yet
         group.snapshot_end = entry.open_end
         group.latest, group.regimes, group.closed_at = {}, {}, None
         return group

@@ -154,3 +154,37 @@ def test_records_behind_a_quiet_groups_time_do_not_restart_its_silence() -> None
 
     ends = {decode(FeatureBar, v).ts_event for t, _, v in rt.sink.outputs if t == TOPICS.bars}
     assert rt.keeper.tally.records == 1 and open_end in ends
+
+
+class LocalAheadStore(MemoryGroupStore):
+    """A worker's own RocksDB holding a checkpoint that its changelog never got (the process was killed between
+    the local write and the changelog's acknowledgement): ``load`` finds it, ``durable`` does not have it."""
+
+    def __init__(self, local: bytes) -> None:
+        super().__init__()
+        self.local = local
+
+    def load(self, number: int) -> bytes | None:
+        return self.durable.get(number, self.local)
+
+
+def test_records_a_local_only_checkpoint_covers_are_acked_only_once_a_checkpoint_is_durable() -> None:
+    blob, _ = quiet_group_checkpoint(100_000_000, silence_ns=0)
+    store = LocalAheadStore(blob)
+    rt = FeaturesRuntime(App(CaughtUpConsumer(groups=(0,))),
+                         GroupKeeper(TOPICS, FeatureConfig(intervals_ns=(100_000_000,)), RegimeConfig()), store,
+                         MemorySink(), FeatureMetrics(), 10.0, idle_s=10.0)
+    acked_with_durable: list[bool] = []
+    again = SimpleNamespace(partition=0, topic=TOPICS.tick_quotes, offset=0, key=None, value=b"{}", timestamp=None)
+    event = SimpleNamespace(message=again, ack=lambda: acked_with_durable.append(0 in store.durable))
+
+    async def scenario() -> None:
+        await rt.on_rebalance_complete(None)
+        rt.on_event(cast(Any, event))  # re-delivered below the restored position: skipped
+        rt.start_checkpoint(0)
+        await rt.settle()
+
+    asyncio.run(scenario())
+
+    assert rt.keeper.tally.skipped == 1
+    assert acked_with_durable == [True], "a record was acked (its offset committable) with no durable checkpoint"
