@@ -406,7 +406,7 @@ class GroupKeeper:
         group = self.groups.get(number)
         if group is None or not group.clocks or not group.open_end:
             return 0
-        return max(0, group.open_end - group.base - max(group.clocks.values()))
+        return max(0, group.open_end - group.base - self.event_time(number))
 
     def idle(self, number: int, caught_up: Callable[[str], bool], silence_ns: int, now_ns: int) -> list[Output]:
         """The idle timer's rule: when every stream of the group is caught up and no record came for
