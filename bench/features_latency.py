@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 import msgspec  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 
-from bench.procstat import broker_jit, broker_pid, process_cpu  # noqa: E402
+from bench.procstat import broker_pid, process_cpu, stack_line  # noqa: E402
 from bench.reading import arrived, consumer_at_end, floor_figures, read_ages  # noqa: E402
 from ops.stack import stack  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics_with_prefix, free_ports  # noqa: E402
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f"backlog of {args.backlog:,} ticks" if args.backlog else
              f"rate {args.rate:,.0f} ticks/s for {args.seconds:.0f} s"), flush=True)
     stack.up(settings)
-    print(f"broker JIT: {broker_jit(broker_pid(settings).get('broker'))}", flush=True)
+    print(stack_line(settings), flush=True)
     prefix = f"bench{os.urandom(3).hex()}."
     topics = FeatureTopics.with_prefix(prefix)
     workdir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))

@@ -27,6 +27,15 @@ def broker_jit(pid: int | None) -> str:
     return "quick (C1 only)" if b"-XX:TieredStopAtLevel=1" in args else "full"
 
 
+def stack_line(settings: Settings, workers: bool = True) -> str:
+    """What the figures depend on beside the code: the broker's JIT, and who reads the workers' hot topics."""
+    line = f"broker JIT: {broker_jit(broker_pid(settings).get('broker'))}"
+    if workers:
+        line += (f"; worker intake: {settings.streams_intake}; "
+                 f"GIL switch interval: {settings.streams_switch_interval_us} us")
+    return line
+
+
 def broker_pid(settings: Settings) -> dict[str, int]:
     """``{"broker": pid}`` of the local stack's broker of ``settings``, when its PID file is there."""
     path = Layout.of(settings).kafka_pid

@@ -77,6 +77,7 @@ def prepare_app(config: FaustWorkerConfig, faust_settings: dict[str, Any], batch
     app = BookApp(config.app_id, **faust_settings)
     app.fetch_wait_ms = config.fetch_wait_ms
     app.batch_topics, app.batch_max = frozenset(batch_topics), config.batch_max
+    app.intake, app.bootstrap = config.intake, config.bootstrap
     return app
 
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from streams.config import prepare_process
 from topics import settings as topic_settings
 
 logger = logging.getLogger(__name__)
@@ -80,10 +81,7 @@ def run(config: Any, loglevel: str = "INFO") -> int:
 
     from streams.features_app import create_app
 
-    if config.loop == "uvloop":
-        import uvloop
-
-        uvloop.install()
+    prepare_process(config)
     app, runtime = create_app(config)
     runtime.read_floors = floor_reader(config.bootstrap)
 

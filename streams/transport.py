@@ -14,10 +14,12 @@ import logging
 from typing import Any, cast
 
 import faust
+from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TransportT
 
 from streams.batching import DEFAULT_BATCH_MAX, BatchingConsumer
+from streams.intake import IntakeConsumer
 from streams.recovery_watch import RecoveryWatchdog
 
 DEFAULT_FETCH_WAIT_MS = 10
@@ -36,6 +38,14 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", DEFAULT_FETCH_WAIT_MS)
         return consumer
 
+    async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
+        """The partitions the intake reads (:mod:`streams.intake`) stay paused in aiokafka: it never fetches them."""
+        topics = cast(Consumer, self.consumer).intake_topics()
+        hot = [TopicPartition(tp.topic, tp.partition) for tp in assigned if tp.topic in topics]
+        if hot:
+            self._ensure_consumer().pause(*hot)
+        await super().on_partitions_assigned(assigned, generation_id)
+
     async def request_rejoin(self) -> None:
         """Ask the group coordinator for a rebalance (in the consumer's own thread, where aiokafka runs)."""
         await self.call_thread(self._request_rejoin)
@@ -44,7 +54,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         self._ensure_consumer()._coordinator.request_rejoin()
 
 
-class Consumer(BatchingConsumer, driver.Consumer):
+class Consumer(IntakeConsumer, BatchingConsumer, driver.Consumer):
     logger = _FAUST_LOG
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
@@ -68,6 +78,8 @@ class BookApp(faust.App):
     fetch_wait_ms = DEFAULT_FETCH_WAIT_MS
     batch_topics: frozenset[str] = frozenset()  # records of these reach the agent in batches (streams.batching)
     batch_max = DEFAULT_BATCH_MAX  # records per batch at most; 1: one event per record, as Faust does
+    intake = "faust"  # who reads batch_topics: faust (aiokafka) or librdkafka (streams.intake)
+    bootstrap = ""  # host:port of the broker, for the intake's own consumer
     recovery_watchdog: RecoveryWatchdog | None = None
 
     async def on_start(self) -> None:

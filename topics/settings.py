@@ -74,6 +74,8 @@ class Settings:
     streams_gap_threshold: int = 0  # report a sequence jump larger than this as a gap anomaly (0: off)
     streams_loop: str = "uvloop"  # event loop of `orderflow worker`: uvloop or asyncio
     streams_fetch_wait_ms: int = 10  # longest a worker's fetch waits at the broker (Faust's own: 1500)
+    streams_intake: str = "librdkafka"  # who reads a worker's hot topics: librdkafka or faust (Faust's aiokafka)
+    streams_switch_interval_us: int = 5000  # the workers' GIL switch interval (sys.setswitchinterval; Python's: 5000)
     streams_batch_max: int = 500  # records of a hot topic per agent event at most (1: one event per record)
     streams_recovery_stall_ms: float = 20000.0  # table recovery reading nothing this long: seek again, rebalance
     features_app_id: str = "orderflow-features"  # Faust app id of `orderflow features`: group, table names
@@ -129,6 +131,7 @@ class Settings:
             ("streams_standby_replicas", self.streams_standby_replicas, 0, 16),
             ("streams_gap_threshold", self.streams_gap_threshold, 0, 4_294_967_295),
             ("streams_fetch_wait_ms", self.streams_fetch_wait_ms, 1, 60_000),
+            ("streams_switch_interval_us", self.streams_switch_interval_us, 50, 1_000_000),
             ("features_web_port", self.features_web_port, 1, 65535),
             ("features_regime_fit_bars", self.features_regime_fit_bars, 10, 10_000_000),
             ("streams_sse_trade_ring", self.streams_sse_trade_ring, 1, 1_000_000),
@@ -163,6 +166,7 @@ class Settings:
         _one_of("streams_publisher", self.streams_publisher, ("confluent", "faust"))
         _one_of("kafka_jit", self.kafka_jit, ("full", "quick"))
         _one_of("streams_loop", self.streams_loop, ("uvloop", "asyncio"))
+        _one_of("streams_intake", self.streams_intake, ("librdkafka", "faust"))
         if not 0 <= self.exchange_linger_ms <= 1000:
             raise SettingsError(f"{PREFIX}EXCHANGE_LINGER_MS={self.exchange_linger_ms}: expected 0 to 1000")
         if self.exchange_watchdog_s <= 0:
