@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f"backlog of {args.backlog:,} ticks" if args.backlog else
              f"rate {args.rate:,.0f} ticks/s for {args.seconds:.0f} s"), flush=True)
     stack.up(settings)
-    print(stack_line(settings), flush=True)
+    print(stack_line(settings, settings.features_intake), flush=True)
     prefix = f"bench{os.urandom(3).hex()}."
     topics = FeatureTopics.with_prefix(prefix)
     workdir = Path(tempfile.mkdtemp(prefix="orderflow-bench-"))

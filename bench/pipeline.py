@@ -107,7 +107,7 @@ class Run:
 
 def start(settings: Settings, args: argparse.Namespace) -> Run:
     stack.up(settings)
-    print(stack_line(settings), flush=True)
+    print(stack_line(settings, settings.streams_intake), flush=True)
     prefix = f"bench{os.urandom(3).hex()}."
     run = Run(settings, args, prefix, Path(tempfile.mkdtemp(prefix="orderflow-bench-")), [])
     topics = run.topics

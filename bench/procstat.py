@@ -27,13 +27,11 @@ def broker_jit(pid: int | None) -> str:
     return "quick (C1 only)" if b"-XX:TieredStopAtLevel=1" in args else "full"
 
 
-def stack_line(settings: Settings, workers: bool = True) -> str:
-    """What the figures depend on beside the code: the broker's JIT, and who reads the workers' hot topics."""
-    line = f"broker JIT: {broker_jit(broker_pid(settings).get('broker'))}"
-    if workers:
-        line += (f"; worker intake: {settings.streams_intake}; "
-                 f"GIL switch interval: {settings.streams_switch_interval_us} us")
-    return line
+def stack_line(settings: Settings, intake: str) -> str:
+    """What the figures depend on beside the code: the broker's JIT, who reads the worker's hot topics
+    (``intake``), and the worker's GIL switch interval."""
+    return (f"broker JIT: {broker_jit(broker_pid(settings).get('broker'))}; worker intake: {intake}; "
+            f"GIL switch interval: {settings.streams_switch_interval_us} us")
 
 
 def broker_pid(settings: Settings) -> dict[str, int]:

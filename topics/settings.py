@@ -74,7 +74,7 @@ class Settings:
     streams_gap_threshold: int = 0  # report a sequence jump larger than this as a gap anomaly (0: off)
     streams_loop: str = "uvloop"  # event loop of `orderflow worker`: uvloop or asyncio
     streams_fetch_wait_ms: int = 10  # longest a worker's fetch waits at the broker (Faust's own: 1500)
-    streams_intake: str = "librdkafka"  # who reads a worker's hot topics: librdkafka or faust (Faust's aiokafka)
+    streams_intake: str = "librdkafka"  # who reads the book worker's frames: librdkafka or faust (Faust's aiokafka)
     streams_switch_interval_us: int = 5000  # the workers' GIL switch interval (sys.setswitchinterval; Python's: 5000)
     streams_batch_max: int = 500  # records of a hot topic per agent event at most (1: one event per record)
     streams_recovery_stall_ms: float = 20000.0  # table recovery reading nothing this long: seek again, rebalance
@@ -84,6 +84,7 @@ class Settings:
     features_intervals_ms: str = "1000,60000"  # bar lengths, ms, comma-separated; each a multiple of the first
     features_commit_interval_ms: float = 1000.0  # feature checkpoints and offset commits, this often
     features_idle_ms: float = 250.0  # all inputs read to the end and silent this long: bars close by the wall clock
+    features_intake: str = "faust"  # who reads the features worker's inputs: faust (aiokafka) or librdkafka
     features_finish_wait_ms: float = 250.0  # a closed bar's features wait at most this for other groups' signals
     features_regime_fit_bars: int = 600  # bars of volatility an instrument collects before its regime HMM is fitted
     streams_control_url: str = ""  # replay control API proxied by a worker's /control/*; empty: the local replay's
@@ -167,6 +168,7 @@ class Settings:
         _one_of("kafka_jit", self.kafka_jit, ("full", "quick"))
         _one_of("streams_loop", self.streams_loop, ("uvloop", "asyncio"))
         _one_of("streams_intake", self.streams_intake, ("librdkafka", "faust"))
+        _one_of("features_intake", self.features_intake, ("librdkafka", "faust"))
         if not 0 <= self.exchange_linger_ms <= 1000:
             raise SettingsError(f"{PREFIX}EXCHANGE_LINGER_MS={self.exchange_linger_ms}: expected 0 to 1000")
         if self.exchange_watchdog_s <= 0:

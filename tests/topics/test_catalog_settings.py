@@ -50,6 +50,10 @@ def test_settings_read_the_environment() -> None:
         ({"ORDERFLOW_BIND_HOST": "everywhere"}, "ORDERFLOW_BIND_HOST='everywhere': expected an IP address"),
         ({"ORDERFLOW_STREAMS_BATCH_MAX": "0"}, "ORDERFLOW_STREAMS_BATCH_MAX=0: expected an integer in [1, 100000]"),
         ({"ORDERFLOW_STREAMS_RECOVERY_STALL_MS": "0"}, "ORDERFLOW_STREAMS_RECOVERY_STALL_MS=0.0: must be positive"),
+        ({"ORDERFLOW_STREAMS_INTAKE": "kafka"}, "ORDERFLOW_STREAMS_INTAKE='kafka': expected one of librdkafka, faust"),
+        ({"ORDERFLOW_FEATURES_INTAKE": "both"}, "ORDERFLOW_FEATURES_INTAKE='both': expected one of librdkafka, faust"),
+        ({"ORDERFLOW_STREAMS_SWITCH_INTERVAL_US": "10"},
+         "ORDERFLOW_STREAMS_SWITCH_INTERVAL_US=10: expected an integer in [50, 1000000]"),
     ],
 )
 def test_bad_settings_fail_loudly_naming_the_variable(env: dict[str, str], message: str) -> None:
