@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 0.05  # the reader thread looks at its commands at least this often
 WATERMARKS_EVERY_S = 0.1  # end offsets of the partitions without records read again this often
-MAX_PENDING_RECORDS = 50_000  # read but not yet delivered: the reader waits above this (backpressure)
+MAX_PENDING_BYTES = 64 << 20  # read but not yet delivered: the reader waits above this (backpressure)
+RECORD_OVERHEAD = 64  # bytes a record counts for besides its value
 
 
 class IntakeRecord:
@@ -147,11 +148,12 @@ class Intake:
     def unassign_all(self) -> None:
         self.unassign(list(self._live))
 
-    def delivered(self, count: int) -> None:
-        """``count`` records of an arrival were delivered or dropped: room for the reader."""
+    def delivered(self, arrival: Arrival) -> None:
+        """The records of ``arrival`` were delivered or dropped: room for the reader."""
+        size = pending_size(arrival)
         with self._lock:
-            self._pending -= count
-            if self._pending <= MAX_PENDING_RECORDS:
+            self._pending -= size
+            if self._pending <= MAX_PENDING_BYTES:
                 self._room.set()
 
     def highwater(self, tp: TP) -> int | None:
@@ -223,20 +225,19 @@ class Intake:
                 records = by_tp[key] = []
             records.append(record)
         arrival: Arrival = []
-        count = 0
         for (topic, partition), records in by_tp.items():
             tp = TP(topic, partition)
             epoch = epochs.get(tp)
             if epoch is None:
                 continue  # read before its unassignment took effect
             arrival.append((tp, epoch, records))
-            count += len(records)
         self._read_watermarks(tp for tp, _, _ in arrival)
         if not arrival:
             return
+        size = pending_size(arrival)
         with self._lock:
-            self._pending += count
-            if self._pending > MAX_PENDING_RECORDS:
+            self._pending += size
+            if self._pending > MAX_PENDING_BYTES:
                 self._room.clear()
         self._loop.call_soon_threadsafe(self._arrived, arrival)
 
@@ -256,9 +257,10 @@ class IntakeConsumer:
             return frozenset()
         return frozenset(getattr(self.app, "batch_topics", ()))
 
-    def intake_topics(self) -> frozenset[str]:
-        """The topics read by the intake (empty when aiokafka reads everything)."""
-        return self._intake_topics() if self._intake is not None else frozenset()
+    def intake_topics(self, configured: bool = False) -> frozenset[str]:
+        """The topics read by the intake (empty when aiokafka reads everything); ``configured``: the ones it
+        reads once started."""
+        return self._intake_topics() if self._intake is not None or configured else frozenset()
 
     async def on_start(self) -> None:
         this = cast(Any, self)
@@ -333,7 +335,7 @@ class IntakeConsumer:
             try:
                 await self._deliver_arrival(this, intake, merged(arrival))
             finally:
-                intake.delivered(sum(len(records) for _, _, records in arrival))
+                intake.delivered(arrival)
 
     async def _deliver_arrival(self, this: Any, intake: Intake, arrival: Arrival) -> None:
         from streams.batching import chunks
@@ -351,6 +353,11 @@ class IntakeConsumer:
             for message in chunks(admitted, most, partial_to_message(this, tp)):
                 if epoch != intake.epoch(tp) or not await this._deliver(message):
                     break
+
+
+def pending_size(arrival: Arrival) -> int:
+    """The bytes ``arrival`` holds, for the reader's backpressure: values plus a fixed cost per record."""
+    return sum(len(r.value or b"") + RECORD_OVERHEAD for _, _, records in arrival for r in records)
 
 
 def merged(arrival: Arrival) -> Arrival:

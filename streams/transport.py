@@ -23,6 +23,7 @@ from streams.intake import IntakeConsumer
 from streams.recovery_watch import RecoveryWatchdog
 
 DEFAULT_FETCH_WAIT_MS = 10
+IDLE_FETCH_WAIT_MS = 100  # aiokafka's fetch wait when it reads no hot topic (streams.intake)
 
 
 # Faust's services log under their module's name; keep these under Faust's (quiet unless asked, see topics.logs)
@@ -36,6 +37,10 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         # aiokafka reads it when the consumer starts its fetcher, after this
         consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", DEFAULT_FETCH_WAIT_MS)
+        if cast(Consumer, self.consumer).intake_topics(configured=True):
+            # the intake reads the hot topics: aiokafka reads changelogs (a fetch with records returns at once)
+            # and the leader topic, which need not be asked for ``1000 / fetch_wait_ms`` times a second
+            consumer._fetch_max_wait_ms = max(consumer._fetch_max_wait_ms, IDLE_FETCH_WAIT_MS)
         return consumer
 
     async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
