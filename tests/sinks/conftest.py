@@ -4,6 +4,7 @@ RowStore of either kind for the suite that runs against both."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -30,8 +31,33 @@ def pg_schema(stack: LocalStack) -> Iterator[str]:
     try:
         yield schema.schema_dsn(stack.pg_dsn, name)
     finally:
-        with psycopg.connect(stack.pg_dsn, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        drop_schema(stack.pg_dsn, name)
+
+
+SCHEMA_JOBS = """
+SELECT j.job_id FROM timescaledb_information.jobs j
+LEFT JOIN timescaledb_information.continuous_aggregates c
+  ON c.materialization_hypertable_schema = j.hypertable_schema
+ AND c.materialization_hypertable_name = j.hypertable_name
+WHERE j.hypertable_schema = %(s)s OR c.view_schema = %(s)s
+"""
+
+
+def drop_schema(dsn: str, name: str, attempts: int = 5) -> None:
+    """Drop a test's schema. Its TimescaleDB background jobs (policies of its hypertables and continuous
+    aggregates) go first; one running meanwhile can still deadlock with the drop, which is then tried again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+                    for (job_id,) in conn.execute(SCHEMA_JOBS, {"s": name}).fetchall():
+                        conn.execute("SELECT delete_job(%s)", (job_id,))
+                conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
 
 
 @pytest.fixture
