@@ -139,20 +139,29 @@ class BatchingConsumer:
         for tp, fetched in records.items():
             if active is not None and tp not in active and tp not in this._buffered_partitions:
                 continue  # paused meanwhile
+            if tp.topic in batch_topics:
+                if not await self._deliver_batches(tp, fetched, most):
+                    return
+                continue
             track_end(tp, this.highwater(tp))
             admitted = await self._admit(tp, fetched)
-            if not admitted:
-                continue
-            if tp.topic in batch_topics:
-                for message in chunks(admitted, most, partial(to_message, tp)):
-                    if not await self._deliver(message):
-                        return
-                continue
             for count, record in enumerate(admitted, 1):
                 if not await self._deliver(to_message(tp, record)):
                     return
                 if count % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
+
+    async def _deliver_batches(self, tp: TP, fetched: list[Any], most: int,
+                               current: Callable[[], bool] | None = None) -> bool:
+        """Deliver a partition's fetched records in batches of at most ``most``, after Faust's admission rules;
+        False when delivery stopped: the flow stopped (a rebalance), or ``current`` said the records went stale."""
+        this = cast(Any, self)
+        self.app.monitor.track_tp_end_offset(tp, this.highwater(tp))
+        admitted = await self._admit(tp, fetched)
+        for message in chunks(admitted, most, partial(this._to_message, tp)):
+            if (current is not None and not current()) or not await self._deliver(message):
+                return False
+        return True
 
     async def _admit(self, tp: TP, fetched: list[Any]) -> list[Any]:
         """The fetched records Faust's rules let through, in order: a record older than what was read already (a

@@ -50,8 +50,9 @@ def prepare_process(config: FaustWorkerConfig) -> None:
     """Set what a worker process runs with before its app is made: the event loop and the GIL's switch interval.
 
     The worker's Kafka consumer runs in a thread of its own (Faust's consumer thread); while the agent computes, a
-    fetch response waits for the GIL up to one switch interval at each step of its way to the agent, so a shorter
-    interval takes latency off the intake on busy cores."""
+    fetch response can wait for the GIL up to one switch interval at each step of its way to the agent. Shorter
+    intervals were measured against the default on the features worker and did no better than the spread between
+    runs (docs/benchmarks.md), so the default stays Python's."""
     if config.loop == "uvloop":
         import uvloop
 
@@ -60,7 +61,7 @@ def prepare_process(config: FaustWorkerConfig) -> None:
 
 
 def shared_fields(settings: Settings, *, app_id: str, web_port: int, workdir: Path | None, workdir_setting: str,
-                  partitions: int, commit_interval_ms: float) -> dict[str, Any]:
+                  partitions: int, commit_interval_ms: float, intake: str) -> dict[str, Any]:
     """The :class:`FaustWorkerConfig` fields from the settings; ``workdir`` defaults to ``workdir_setting`` (the
     worker's own setting) or ``<home>/streams/<app>-<port>``."""
     if workdir is None:
@@ -70,7 +71,7 @@ def shared_fields(settings: Settings, *, app_id: str, web_port: int, workdir: Pa
         "partitions": partitions, "commit_interval_s": commit_interval_ms / 1000,
         "publisher": settings.streams_publisher, "session_timeout_s": settings.streams_session_timeout_ms / 1000,
         "loop": settings.streams_loop, "fetch_wait_ms": settings.streams_fetch_wait_ms,
-        "switch_interval_us": settings.streams_switch_interval_us, "intake": settings.streams_intake,
+        "switch_interval_us": settings.streams_switch_interval_us, "intake": intake,
         "recovery_stall_s": settings.streams_recovery_stall_ms / 1000, "batch_max": settings.streams_batch_max,
         "bind_host": settings.bind_host,
     }
@@ -93,7 +94,8 @@ class WorkerConfig(FaustWorkerConfig):
         shared = shared_fields(settings, app_id=app_id or settings.streams_app_id, web_port=port, workdir=workdir,
                                workdir_setting=settings.streams_workdir,
                                partitions=settings.topic_partitions or catalog.MBO_FRAMES.partitions,
-                               commit_interval_ms=settings.streams_commit_interval_ms)
+                               commit_interval_ms=settings.streams_commit_interval_ms,
+                               intake=settings.streams_intake)
         return cls(
             **shared, mbp10_interval_s=settings.streams_mbp10_interval_ms / 1000,
             standby_replicas=settings.streams_standby_replicas, gap_threshold=settings.streams_gap_threshold,

@@ -50,8 +50,8 @@ class FeaturesConfig(FaustWorkerConfig):
         shared = shared_fields(settings, app_id=app_id or settings.features_app_id, web_port=port, workdir=workdir,
                                workdir_setting=settings.features_workdir,
                                partitions=settings.topic_partitions or catalog.BOOK_BBO.partitions,
-                               commit_interval_ms=settings.features_commit_interval_ms)
-        shared["intake"] = settings.features_intake
+                               commit_interval_ms=settings.features_commit_interval_ms,
+                               intake=settings.features_intake)
         return cls(
             **shared, intervals_ns=settings.feature_intervals_ns(), idle_s=settings.features_idle_ms / 1000,
             finish_wait_s=settings.features_finish_wait_ms / 1000,

@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, cast
 
 from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, TopicPartition
@@ -250,26 +251,22 @@ class IntakeConsumer:
     flow_active: bool
     _committed_offset: Any
     _intake: Intake | None = None
+    _hot: frozenset[str] = frozenset()  # the topics the running intake reads
     _arrivals: asyncio.Queue[Arrival]
 
-    def _intake_topics(self) -> frozenset[str]:
-        if getattr(self.app, "intake", "faust") != "librdkafka":
-            return frozenset()
-        return frozenset(getattr(self.app, "batch_topics", ()))
-
-    def intake_topics(self, configured: bool = False) -> frozenset[str]:
-        """The topics read by the intake (empty when aiokafka reads everything); ``configured``: the ones it
-        reads once started."""
-        return self._intake_topics() if self._intake is not None or configured else frozenset()
+    def intake_topics(self) -> frozenset[str]:
+        """The topics the intake reads (empty when aiokafka reads everything)."""
+        return self.app.batch_topics if self.app.intake == "librdkafka" else frozenset()
 
     async def on_start(self) -> None:
         this = cast(Any, self)
-        topics = self._intake_topics()
+        topics = self.intake_topics()
         if topics:
             self._arrivals = asyncio.Queue()
-            config = Intake.settings(self.app.bootstrap, self.app.conf.id, getattr(self.app, "fetch_wait_ms", 10))
+            config = Intake.settings(self.app.bootstrap, self.app.conf.id, self.app.fetch_wait_ms)
             self._intake = Intake(config, asyncio.get_running_loop(), self._arrivals.put_nowait,
-                                  max_records=int(getattr(self.app, "batch_max", 500)))
+                                  max_records=self.app.batch_max)
+            self._hot = topics
             self._intake.start()
             this.add_future(self._deliver_arrivals())
             logger.info("records of %s read by librdkafka (intake)", ", ".join(sorted(topics)))
@@ -278,7 +275,7 @@ class IntakeConsumer:
     async def on_stop(self) -> None:
         await cast(Any, super()).on_stop()
         if self._intake is not None:
-            intake, self._intake = self._intake, None
+            intake, self._intake, self._hot = self._intake, None, frozenset()
             await asyncio.get_running_loop().run_in_executor(None, intake.stop)
 
     # ------------------------------------------------------------------ Faust's flow control
@@ -308,8 +305,8 @@ class IntakeConsumer:
         await cast(Any, super()).on_partitions_revoked(revoked)
 
     def highwater(self, tp: TP) -> int:
-        if self._intake is not None and tp.topic in self.intake_topics():
-            return cast(int, self._intake.highwater(tp))
+        if tp.topic in self._hot:
+            return cast(int, cast(Intake, self._intake).highwater(tp))
         return cast(int, cast(Any, super()).highwater(tp))
 
     def _assign_intake(self) -> None:
@@ -317,9 +314,8 @@ class IntakeConsumer:
         intake = self._intake
         if intake is None:
             return
-        topics = self.intake_topics()
         for tp in cast(Any, self)._get_active_partitions():
-            if tp.topic in topics and not intake.live(tp):
+            if tp.topic in self._hot and not intake.live(tp):
                 intake.assign(tp, self._committed_offset.get(tp))
 
     # ------------------------------------------------------------------ delivery
@@ -338,21 +334,18 @@ class IntakeConsumer:
                 intake.delivered(arrival)
 
     async def _deliver_arrival(self, this: Any, intake: Intake, arrival: Arrival) -> None:
-        from streams.batching import chunks
-
-        most = int(getattr(self.app, "batch_max", 500))
-        track_end = self.app.monitor.track_tp_end_offset
+        most = self.app.batch_max
         for tp, epoch, records in arrival:
             if epoch != intake.epoch(tp) or not self.flow_active:
                 continue  # read under an earlier assignment: its partition starts again from Faust's offset
             if tp not in this._get_active_partitions() and tp not in this._buffered_partitions:
                 intake.unassign([tp])  # paused meanwhile: read again from the committed offset when resumed
                 continue
-            track_end(tp, intake.highwater(tp))
-            admitted = await this._admit(tp, records)
-            for message in chunks(admitted, most, partial_to_message(this, tp)):
-                if epoch != intake.epoch(tp) or not await this._deliver(message):
-                    break
+            await this._deliver_batches(tp, records, most, partial(_is_epoch, intake, tp, epoch))
+
+
+def _is_epoch(intake: Intake, tp: TP, epoch: int) -> bool:
+    return intake.epoch(tp) == epoch
 
 
 def pending_size(arrival: Arrival) -> int:
@@ -370,8 +363,3 @@ def merged(arrival: Arrival) -> Arrival:
         else:
             joined[key] = records
     return [(tp, epoch, records) for (tp, epoch), records in joined.items()]
-
-
-def partial_to_message(consumer: Any, tp: TP) -> Callable[[Any], Any]:
-    to_message = consumer._to_message
-    return lambda record: to_message(tp, record)

@@ -37,7 +37,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         # aiokafka reads it when the consumer starts its fetcher, after this
         consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", DEFAULT_FETCH_WAIT_MS)
-        if cast(Consumer, self.consumer).intake_topics(configured=True):
+        if cast(Consumer, self.consumer).intake_topics():
             # the intake reads the hot topics: aiokafka reads changelogs (a fetch with records returns at once)
             # and the leader topic, which need not be asked for ``1000 / fetch_wait_ms`` times a second
             consumer._fetch_max_wait_ms = max(consumer._fetch_max_wait_ms, IDLE_FETCH_WAIT_MS)
