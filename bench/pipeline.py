@@ -60,7 +60,7 @@ from topics.codec import encode  # noqa: E402
 from topics.records import BboUpdate, MboFrame  # noqa: E402
 from topics.settings import Settings, load  # noqa: E402
 
-BBO_DECODER = msgspec.json.Decoder(BboUpdate)
+BBO_DECODER = msgspec.json.Decoder(list[BboUpdate] | BboUpdate)  # book.bbo is framed: a record or an array
 SNAPSHOT = 8_725  # records of the ESH4 day's opening snapshot
 
 
@@ -78,8 +78,8 @@ def read_bbo(bootstrap: str, topic: str, expected: int, deadline_s: float, ready
             if msg.error():
                 continue
             now = time.time_ns()
-            update = BBO_DECODER.decode(msg.value() or b"")
-            latencies.append(now - update.ts_recv)
+            value = BBO_DECODER.decode(msg.value() or b"")
+            latencies += [now - u.ts_recv for u in (value if type(value) is list else (value,))]
             last = time.monotonic()
             first = first or last
     consumer.close()

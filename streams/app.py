@@ -81,11 +81,12 @@ def prepare_app(config: FaustWorkerConfig, faust_settings: dict[str, Any], batch
     return app
 
 
-def output_sink(config: FaustWorkerConfig, app: faust.App) -> OutputSink:
-    """Where a worker's outputs go: librdkafka (default) or Faust's own producer."""
+def output_sink(config: FaustWorkerConfig, app: faust.App, framed: frozenset[str] = frozenset()) -> OutputSink:
+    """Where a worker's outputs go: librdkafka (default) or Faust's own producer; ``framed`` topics' outputs leave
+    as frames (:func:`streams.output.frame_outputs`)."""
     if config.publisher == "confluent":
-        return ConfluentSink(config.bootstrap, f"{config.app_id}-{config.web_port}")
-    return FaustSink(app)
+        return ConfluentSink(config.bootstrap, f"{config.app_id}-{config.web_port}", framed=framed)
+    return FaustSink(app, framed)
 
 
 def create_app(config: WorkerConfig, live: LiveConfig | None = None) -> tuple[faust.App, Runtime]:
@@ -98,7 +99,7 @@ def create_app(config: WorkerConfig, live: LiveConfig | None = None) -> tuple[fa
     keeper = Keeper(KeeperConfig(topics=config.topics, crossed_policy=config.crossed_policy,
                                  gap_threshold=config.gap_threshold, mbp10_interval_s=config.mbp10_interval_s,
                                  worker=config.worker_name))
-    sink = output_sink(config, app)
+    sink = output_sink(config, app, config.topics.framed())
     live = live or LiveConfig.from_settings(settings.load())
     hub = Hub(config.topics, stream_web.book_snapshot(keeper), live)  # the live view gets every output too
     runtime = Runtime(app, config, keeper, TableStore(table), TeeSink(sink, hub), Metrics())

@@ -1,5 +1,11 @@
 """Producers of the worker's outputs: librdkafka (confluent-kafka) by default, Faust's own producer as an option.
 
+Outputs of a framed topic (``TopicSpec.framed``: ``book.bbo`` and ``book.trades``) leave as frames: the records one
+:meth:`OutputSink.send` call holds for one key become one Kafka message, a JSON array in their order (one record
+alone stays a plain JSON object), as the exchange ingest frames its ticks. A busy book sends one message per key
+per batch instead of one per record; a quiet one sends each record as it comes, with no wait added. Consumers
+decode either form (:func:`topics.codec.decode_records`).
+
 Both hand messages over without waiting (``send``) and make everything handed over durable on ``flush``, which a
 checkpoint awaits before it writes: a checkpoint never covers a frame whose outputs could still be lost. A failed
 delivery makes the next ``flush`` raise :class:`~streams.errors.DeliveryError`; the worker then stops instead of
@@ -23,6 +29,8 @@ logger = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 30.0
 POLL_EVERY = 10_000  # outputs between two polls of the producer (a poll costs a few hundred µs)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the dead-letter topic's limit; a frame up to 8 MB plus its envelope
+FRAME_MAX_RECORDS = 1_000  # records of one key in one output message at most
+FRAME_MAX_BYTES = 512 * 1024  # and this many bytes of JSON (a topic's default max.message.bytes is 1 MB)
 
 
 class OutputSink(Protocol):
@@ -52,15 +60,59 @@ def confluent_config(bootstrap: str, client_id: str, linger_ms: float = 1.0) -> 
     }
 
 
-class ConfluentSink:
-    """Outputs through a confluent-kafka (librdkafka) producer; delivery is tracked by error callbacks only."""
+def frame_outputs(outputs: Sequence[Output], topics: frozenset[str], max_records: int = FRAME_MAX_RECORDS,
+           max_bytes: int = FRAME_MAX_BYTES) -> list[Output]:
+    """``outputs`` with the records of each (topic, key) of the framed ``topics`` joined into frames.
 
-    def __init__(self, bootstrap: str, client_id: str, linger_ms: float = 1.0) -> None:
+    A frame holds at most ``max_records`` records and ``max_bytes`` of JSON (one bigger record goes alone). The
+    other outputs come first, in their order; then the frames, each key's records in their order.
+    """
+    if not topics:
+        return list(outputs)
+    out: list[Output] = []
+    runs: dict[tuple[str, bytes], list[bytes]] = {}
+    for output in outputs:
+        topic, key, value = output
+        if topic in topics:
+            run = runs.get((topic, key))
+            if run is None:
+                runs[(topic, key)] = [value]
+            else:
+                run.append(value)
+        else:
+            out.append(output)
+    for (topic, key), values in runs.items():
+        if len(values) == 1:
+            out.append((topic, key, values[0]))
+            continue
+        start, size = 0, 1  # the frame's bytes so far: "[" and each record with its "," (or the closing "]")
+        for i, value in enumerate(values):
+            if i > start and (i - start >= max_records or size + len(value) + 1 > max_bytes):
+                out.append((topic, key, _frame(values[start:i])))
+                start, size = i, 1
+            size += len(value) + 1
+        out.append((topic, key, _frame(values[start:])))
+    return out
+
+
+def _frame(values: list[bytes]) -> bytes:
+    """A JSON array of the JSON ``values`` (one value stays itself)."""
+    return values[0] if len(values) == 1 else b"[" + b",".join(values) + b"]"
+
+
+class ConfluentSink:
+    """Outputs through a confluent-kafka (librdkafka) producer; delivery is tracked by error callbacks only.
+
+    ``framed``: the topics whose outputs leave as frames (see the module's docstring)."""
+
+    def __init__(self, bootstrap: str, client_id: str, linger_ms: float = 1.0,
+                 framed: frozenset[str] = frozenset()) -> None:
         config = confluent_config(bootstrap, client_id, linger_ms)
         config["on_delivery"] = self._on_delivery
         self.producer = Producer(config)
+        self.framed = framed
         self.error: KafkaError | None = None
-        self.sent = 0
+        self.sent = 0  # Kafka messages handed over
         self._polled = 0
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
@@ -70,6 +122,7 @@ class ConfluentSink:
 
     def send(self, outputs: Sequence[Output]) -> None:
         produce = self.producer.produce
+        outputs = frame_outputs(outputs, self.framed)
         for topic, key, value in outputs:
             try:
                 produce(topic, value, key)
@@ -94,10 +147,12 @@ class ConfluentSink:
 
 
 class FaustSink:
-    """Outputs through the Faust app's producer (aiokafka), raw bytes: ``topic.send_soon``."""
+    """Outputs through the Faust app's producer (aiokafka), raw bytes: ``topic.send_soon``; ``framed`` as in
+    :class:`ConfluentSink`."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, framed: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.framed = framed
         self._topics: dict[str, Any] = {}
         self._pending: list[asyncio.Future[Any]] = []
 
@@ -109,7 +164,7 @@ class FaustSink:
 
     def send(self, outputs: Sequence[Output]) -> None:
         pending = self._pending
-        for name, key, value in outputs:
+        for name, key, value in frame_outputs(outputs, self.framed):
             pending.append(self._topic(name).send_soon(key=key, value=value))
 
     async def flush(self) -> None:

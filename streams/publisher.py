@@ -62,6 +62,12 @@ class OutputTopics:
         base = cls()
         return cls(*(prefix + getattr(base, name) for name in cls.__dataclass_fields__))
 
+    def framed(self) -> frozenset[str]:
+        """The output topics whose messages are frames of records (``framed`` in the catalog)."""
+        specs = {"bbo": catalog.BOOK_BBO, "mbp10": catalog.BOOK_MBP10, "trades": catalog.BOOK_TRADES,
+                 "anomalies": catalog.BOOK_ANOMALIES, "deadletter": catalog.DEAD_LETTER}
+        return frozenset(getattr(self, name) for name, spec in specs.items() if spec.framed)
+
 
 class PublishState(msgspec.Struct, kw_only=True):
     """What one book published and where it stands; saved in its checkpoint."""

@@ -52,14 +52,16 @@ TICKS_BOOK = TopicSpec(
     framed=True,
 )
 BOOK_BBO = TopicSpec(
-    "book.bbo", "instrument_id", "BboUpdate", 8, description="Top of book, published when it changes"
+    "book.bbo", "instrument_id", "BboUpdate", 8, description="Top of book, published when it changes",
+    framed=True,
 )
 BOOK_MBP10 = TopicSpec(
     "book.mbp10", "instrument_id", "Mbp10Snapshot", 8, cleanup_policy="compact,delete",
     retention_ms=2 * DAY_MS, description="Ten levels per side, at most one per instrument per interval",
 )
 BOOK_TRADES = TopicSpec(
-    "book.trades", "instrument_id", "BookTrade", 8, description="Trades seen in the MBO feed, and synthetic fills"
+    "book.trades", "instrument_id", "BookTrade", 8, description="Trades seen in the MBO feed, and synthetic fills",
+    framed=True,
 )
 BOOK_ANOMALIES = TopicSpec(
     "book.anomalies", "instrument_id", "BookAnomaly", 8, retention_ms=30 * DAY_MS,

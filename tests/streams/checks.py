@@ -7,7 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.publisher import Output
-from topics.codec import decode
+from topics.codec import decode_records
+
+
+def records_of(outputs: list[Output], kind: type) -> list[Any]:
+    """The records of ``outputs`` in order, frames (JSON arrays) opened, as a downstream consumer reads them."""
+    return [record for _, _, value in outputs for record in decode_records(kind, value)]
 
 
 def check_stream(reference: list[Output], delivered: list[Output], key: Callable[[Any], Any], kind: type) -> int:
@@ -15,13 +20,11 @@ def check_stream(reference: list[Output], delivered: list[Output], key: Callable
 
     Returns how many repeats (all marked duplicate) were dropped."""
     expected: dict[int, list[Any]] = defaultdict(list)
-    for _, _, value in reference:
-        record: Any = decode(kind, value)
+    for record in records_of(reference, kind):
         expected[record.instrument_id].append(key(record))
     position: dict[int, int] = defaultdict(int)
     repeats = 0
-    for _, _, value in delivered:
-        record = decode(kind, value)
+    for record in records_of(delivered, kind):
         inst, k, i = record.instrument_id, key(record), position[record.instrument_id]
         if i < len(expected[inst]) and expected[inst][i] == k:
             position[inst] += 1

@@ -143,8 +143,8 @@ def test_the_interleaving_of_streams_does_not_change_any_bar(inputs: dict[str, l
 
 
 def framed(inputs: dict[str, list[bytes]], seed: int) -> dict[str, list[bytes]]:
-    """The tick topics' records packed as the exchange ingest packs them: frames (JSON arrays) of consecutive
-    records of one venue:symbol, of random lengths."""
+    """The framed topics' records packed as their publishers pack them: frames (JSON arrays) of consecutive
+    records of one key (a tick's venue:symbol, a book output's instrument), of random lengths."""
     rng = random.Random(seed)
     out = dict(inputs)
     for topic in TOPICS.framed():
@@ -152,7 +152,8 @@ def framed(inputs: dict[str, list[bytes]], seed: int) -> dict[str, list[bytes]]:
         run: list[bytes] = []
         run_key = b""
         for value in inputs[topic]:
-            key = msgspec.json.decode(value)["symbol"].encode()
+            record = msgspec.json.decode(value)
+            key = str(record.get("symbol", record.get("instrument_id"))).encode()
             if run and (key != run_key or len(run) >= rng.randint(1, 40)):
                 frames.append(b"[" + b",".join(run) + b"]")
                 run = []

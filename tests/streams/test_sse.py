@@ -16,6 +16,8 @@ import pytest
 from tests.streams.feed import read_all
 from tests.streams.harness import Pipeline, Worker, get_json, metric, replay, wait_for
 from tests.streams.sessions import ESH4
+from topics.codec import decode_records, encode
+from topics.records import BookTrade
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -123,7 +125,8 @@ def test_trades_resume_with_last_event_id_without_a_gap(live_worker: tuple[Pipel
     first.reset()
     feeding.join(timeout=300)
     wait_for("the worker to apply the whole session", lambda: caught_up(worker))
-    published = [value for _, _, _, value in read_all(pipeline.bootstrap, pipeline.topics.trades)]
+    published = [encode(t) for _, _, _, value in read_all(pipeline.bootstrap, pipeline.topics.trades)
+                 for t in decode_records(BookTrade, value)]  # the topic is framed; the stream sends each trade
     second = SseConnection(worker.port, f"/stream/trades/{INSTRUMENT}",
                            headers={"Last-Event-ID": before[-1]["id"]})
     after = []

@@ -10,7 +10,7 @@ import pytest
 from tests.streams.feed import publish_raw, read_all
 from tests.streams.harness import Pipeline, first_difference, metric, replay, wait_for
 from tests.streams.sessions import ESH4, bbo_key, esh4_records, esh4_reference
-from topics.codec import decode, encode
+from topics.codec import decode, decode_records, encode
 from topics.fixed import format_fixed
 from topics.records import BboUpdate, BookTrade, DeadLetter, MboFrame, Mbp10Snapshot
 
@@ -49,11 +49,12 @@ def test_esh4_through_replay_and_a_worker(pipeline_factory: Any) -> None:
         and metric(m, "orderflow_book_dead_letters_total") == len(bad)))
     pipeline.stop(worker)  # its last checkpoint and the producer flush: every output is in its topic now
 
-    bbo = [decode(BboUpdate, v) for _, _, _, v in read_all(pipeline.bootstrap, pipeline.topics.bbo)]
+    bbo = [b for _, _, _, v in read_all(pipeline.bootstrap, pipeline.topics.bbo) for b in decode_records(BboUpdate, v)]
     got = [bbo_key(b) for b in bbo]
     assert got == expected, first_difference(got, expected)
     assert not any(b.duplicate for b in bbo)
-    trades = [decode(BookTrade, v) for _, _, _, v in read_all(pipeline.bootstrap, pipeline.topics.trades)]
+    trades = [t for _, _, _, v in read_all(pipeline.bootstrap, pipeline.topics.trades)
+              for t in decode_records(BookTrade, v)]
     assert len(trades) == sum(1 for r in esh4_records() if r.action == "T")
     snaps = [decode(Mbp10Snapshot, v) for _, _, _, v in read_all(pipeline.bootstrap, pipeline.topics.mbp10)]
     last = books[INSTRUMENT]
