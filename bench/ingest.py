@@ -99,8 +99,9 @@ def drop_topics(bootstrap: str, topics: dict[str, str]) -> None:
 
 
 async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, str], total: int,
-                  others: dict[str, int]) -> dict[str, Any]:
-    names = [f"{args.venue}#{i}" for i in range(len(ports))]  # one connection (and stats, keys) per feed
+                  others: dict[str, int], first: int = 0, started: Any = None) -> dict[str, Any]:
+    """One ingest over ``ports``' feeds (named from ``#first`` on); ``started`` gets a note at the first frame."""
+    names = [f"{args.venue}#{first + i}" for i in range(len(ports))]  # one connection (and stats, keys) per feed
     symbols = ONE_SYMBOL.get((args.venue, args.capture), [])
     config = IngestConfig(
         venues=names, bootstrap=args.bootstrap, symbols={args.venue: symbols} if symbols else {},
@@ -114,6 +115,8 @@ async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, 
     task = asyncio.create_task(ingest.run())
     while sum(v.stats.messages for v in ingest.venues) == 0:
         await asyncio.sleep(0.001)
+    if started is not None:
+        started.put(("started", os.getpid()))
     wall0, cpu0, ru0 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
     threads0, others0 = thread_cpu(), {name: process_cpu(pid) for name, pid in others.items()}
     deadline = wall0 + args.max_seconds
@@ -137,7 +140,68 @@ async def measure(args: argparse.Namespace, ports: list[int], topics: dict[str, 
         "after_first_tenth": after_first_tenth(ingest.latency.samples or []),
         "beside": beside,
         "threads": {k: v for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v >= 0.05},
+        "samples": ingest.latency.samples or [],
     }
+
+
+def measure_child(args: argparse.Namespace, ports: list[int], topics: dict[str, str], total: int, first: int,
+                  events: Any) -> None:
+    """``--processes N``: one of N ingest processes (``orderflow ingest --processes N`` deals venues the same way)."""
+    import uvloop
+
+    logging.basicConfig(level=logging.WARNING)
+    events.put(("result", uvloop.run(measure(args, ports, topics, total, {}, first, events))))
+
+
+def measure_processes(args: argparse.Namespace, ports: list[int], topics: dict[str, str], per_feed: int,
+                      others: dict[str, int]) -> dict[str, Any]:
+    """The feeds dealt among ``args.processes`` ingest processes; their figures summed, their latencies merged."""
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    shares = [ports[i::args.processes] for i in range(args.processes)]
+    firsts = [sum(len(s) for s in shares[:i]) for i in range(len(shares))]
+    children = [ctx.Process(target=measure_child, args=(args, share, topics, per_feed * len(share), first, events))
+                for share, first in zip(shares, firsts, strict=True)]
+    for child in children:
+        child.start()
+    results: list[dict[str, Any]] = []
+    starts = 0
+    others0: dict[str, float] = {}
+    while len(results) < len(children):
+        kind, value = events.get(timeout=args.max_seconds + 120)
+        if kind == "started":
+            starts += 1
+            if starts == len(children):  # the figures beside it from the moment every process has its first frame
+                others0 = {name: process_cpu(pid) for name, pid in others.items()}
+        else:
+            results.append(value)
+    beside = {name: round(process_cpu(pid) - others0.get(name, 0.0), 2) for name, pid in others.items()}
+    for child in children:
+        child.join(30)
+    return merged(results, beside)
+
+
+def merged(results: list[dict[str, Any]], beside: dict[str, float]) -> dict[str, Any]:
+    """Several processes' results as one run's: counts and CPU summed, the wall time the longest, latencies merged
+    tenth by tenth (each process acknowledges in its own order over the same interval)."""
+    out: dict[str, Any] = {k: sum(r[k] for r in results) for k in (
+        "cpu_s", "user_s", "sys_s", "acked", "expected", "messages", "trades", "quotes", "books", "drops", "gaps")}
+    out["wall_s"] = max(r["wall_s"] for r in results)
+    samples: list[float] = []
+    for tenth in range(10):
+        for r in results:
+            n = len(r["samples"])
+            samples += r["samples"][n * tenth // 10:n * (tenth + 1) // 10]
+    ordered = sorted(samples) or [0.0]
+    out.update(p50_ms=ordered[len(ordered) // 2] * 1e3, p99_ms=ordered[int(len(ordered) * 0.99)] * 1e3,
+               max_ms=ordered[-1] * 1e3, by_tenth=by_tenth(samples), after_first_tenth=after_first_tenth(samples),
+               beside=beside, samples=samples)
+    threads: dict[str, float] = {}
+    for r in results:
+        for name, cpu in r["threads"].items():
+            threads[name] = round(threads.get(name, 0.0) + cpu, 2)
+    out["threads"] = dict(sorted(threads.items(), key=lambda kv: -kv[1]))
+    return out
 
 
 def thread_cpu() -> dict[str, float]:
@@ -195,7 +259,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
           f"{platform.python_version()}, {platform.platform()}")
     pace = f"steady {args.rate:,.0f} frames/s in all" if args.rate else f"speed {args.speed or 'max'}"
-    print(f"feeds: {args.feeds} x {args.venue} capture {args.capture}, {pace}"
+    print(f"feeds: {args.feeds} x {args.venue} capture {args.capture}, {pace}, {args.processes} ingest process(es)"
           f"{', trades and quotes only' if args.ticks_only else ''}"
           f"{', no Kafka (records counted, not produced)' if args.no_kafka else ''}")
     print(f"ticks acked by Kafka: {ticks:,} of {r['expected']:,} (trades {r['trades']:,}, quotes {r['quotes']:,}, "
@@ -228,6 +292,8 @@ def main() -> int:
     p.add_argument("--linger-ms", type=float, help="librdkafka linger.ms (default: the publisher's)")
     p.add_argument("--ticks-only", action="store_true", help="the fakes serve trades and quotes, no book frames")
     p.add_argument("--no-kafka", action="store_true", help="count records instead of producing them")
+    p.add_argument("--processes", type=int, default=1,
+                   help="deal the feeds among this many ingest processes (CPU summed, latencies merged)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     local = None
@@ -255,7 +321,10 @@ def main() -> int:
         others = {"fake exchanges": child.pid or 0, **broker}
         if broker:
             print(f"broker JIT: {broker_jit(broker['broker'])}", flush=True)
-        result = uvloop.run(measure(args, list(ports), topics, total, others))
+        if args.processes > 1:
+            result = measure_processes(args, list(ports), topics, total // args.feeds, others)
+        else:
+            result = uvloop.run(measure(args, list(ports), topics, total, others))
         report(args, result)
     finally:
         child.terminate()

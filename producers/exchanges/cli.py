@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from producers.exchanges import VENUES, venue_class
 from producers.exchanges.errors import ExchangeError
 from producers.exchanges.fake import MISBEHAVIOURS, FakeConfig, FakeExchange
 from producers.exchanges.ingest import IngestConfig, run_ingest
+from producers.exchanges.processes import process_configs, run_processes
 from producers.exchanges.replay import load
 from topics import settings
 
@@ -45,6 +47,9 @@ def _add_ingest(subparsers: Any, conf: settings.Settings) -> None:
     p.add_argument("--queue-policy", choices=("drop-oldest", "drop-newest"), default=conf.exchange_queue_policy)
     p.add_argument("--watchdog", type=float, default=conf.exchange_watchdog_s, help="seconds of silence to reconnect")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until killed)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="deal the venues among this many ingest processes (each its own event loop, Kafka producer "
+                   "and metrics port: --metrics-port plus its index)")
     p.set_defaults(func=cmd_ingest)
 
 
@@ -102,6 +107,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port, duration_s=args.duration, bind_host=conf.bind_host,
         kafka={"linger.ms": conf.exchange_linger_ms},
     )
+    if args.processes != 1:
+        configs = process_configs(config, args.processes)
+        level = logging.getLevelName(logging.getLogger().level)
+        fmt = args.log_format or ("text" if sys.stderr.isatty() else conf.log_format)  # as streams.cli.main
+        print(json.dumps(run_processes(configs, level, fmt), default=str))
+        return 0
     ingest = run_ingest(config)
     summary = {name: {k: v for k, v in vars(st).items() if v} for name, st in ingest.stats.items()}
     print(json.dumps({"venues": summary, "queue_dropped": ingest.queue.dropped}, default=str))
