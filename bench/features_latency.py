@@ -165,13 +165,13 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def start_worker(settings: Settings, prefix: str, workdir: Path, port: int,
-                 profile: str = "") -> subprocess.Popen[bytes]:
+                 profile: str = "", index: int = 0) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ORDERFLOW_FEATURES_REGIME_FIT_BARS": "10"}
     python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
     cmd = [*python, "-m", "streams.cli", "--log-format", "text", "--log-level", "WARNING", "features",
-           "--web-port", str(port), "--workdir", str(workdir / "w"), "--app-id", f"{prefix}features",
+           "--web-port", str(port), "--workdir", str(workdir / f"w{index or ''}"), "--app-id", f"{prefix}features",
            "--topic-prefix", prefix]
-    log = (workdir / "features.log").open("ab")
+    log = (workdir / "features.log").open("ab")  # every worker's lines, in one file
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 180
     while True:
@@ -186,6 +186,24 @@ def start_worker(settings: Settings, prefix: str, workdir: Path, port: int,
         if time.monotonic() > deadline:
             raise SystemExit(f"the features worker is not healthy; see {workdir / 'features.log'}")
         time.sleep(0.2)
+
+
+def settle(ports: list[int], seconds: float = 180.0) -> None:
+    """Wait until every worker answers /health with 200 three times in a row (the group has rebalanced)."""
+    deadline, streak = time.monotonic() + seconds, 0
+    while streak < 3:
+        if time.monotonic() > deadline:
+            raise SystemExit("the features workers did not settle into one group")
+        streak = streak + 1 if all(healthy(p) for p in ports) else 0
+        time.sleep(1.0)
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
 
 
 def worker_histogram(port: int, name: str) -> dict[str, float | None]:
@@ -249,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--broker-floor", action="store_true",
                    help="also read the tick topics with a plain librdkafka reader and print their age when read")
     p.add_argument("--profile", default="", help="run the worker under cProfile, its stats written to this file")
+    p.add_argument("--workers", type=int, default=1, help="features workers in the group (they split the partitions)")
     args = p.parse_args(argv)
     settings = load()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -266,13 +285,18 @@ def main(argv: list[str] | None = None) -> int:
              topics.deadletter: catalog.DEAD_LETTER}
     for name, spec in specs.items():
         create_topic(settings, name, spec.partitions, spec.config())
-    port = free_ports(1)[0]
+    ports = free_ports(args.workers)
+    port = ports[0]
     sent = 0
     if args.backlog:  # published before the worker starts, so that it reads a backlog from the first record
         sent = Ticks(settings.bootstrap_servers, topics, args.instruments, args.single,
                      settings.exchange_linger_ms).run(args.backlog / 10.0, 10.0)
-    proc = start_worker(settings, prefix, workdir, port, str(Path(args.profile).resolve()) if args.profile else "")
+    procs = [start_worker(settings, prefix, workdir, port, str(Path(args.profile).resolve()) if args.profile else "")]
     try:
+        for i, extra in enumerate(ports[1:], start=1):
+            procs.append(start_worker(settings, prefix, workdir, extra, index=i))
+        if len(procs) > 1:
+            settle(ports)
         if args.backlog:
             backlog(port, sent)
             return 0
@@ -291,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             floor_ready.wait(30)
         ticks = Ticks(settings.bootstrap_servers, topics, args.instruments, args.single, settings.exchange_linger_ms)
         started = time.time_ns()
-        pids = {"worker": proc.pid, "bench (producer)": os.getpid(), **broker_pid(settings)}
+        workers = {f"worker {i + 1}": w.pid for i, w in enumerate(procs)}
+        pids = {**workers, "bench (producer)": os.getpid(), **broker_pid(settings)}
         cpu0 = {name: process_cpu(pid) for name, pid in pids.items()}
         sent = ticks.run(args.rate, args.seconds)
         cpu = {name: round(process_cpu(pid) - cpu0[name], 1) for name, pid in pids.items()}
@@ -304,14 +329,16 @@ def main(argv: list[str] | None = None) -> int:
         print("tick -> signal on its topic (s): " + ", ".join(
             f"p{int(q * 100)} {pct(lat, q) or float('nan'):.4f}" for q in (0.5, 0.9, 0.99)) +
             f", max {max(lat, default=float('nan')):.4f}", flush=True)
-        print("worker tick_to_signal (ts_recv -> handed to producer, bucket bounds):",
-              worker_histogram(port, "orderflow_features_tick_to_signal_seconds"), flush=True)
-        print("worker bar_compute (closing records: bar series, regimes, signals):",
-              worker_histogram(port, "orderflow_features_bar_compute_seconds"), flush=True)
-        print("worker bar_features (the other features of one group's closed bars):",
-              worker_histogram(port, "orderflow_features_bar_features_seconds"), flush=True)
-        print("worker arrival_lag (Kafka timestamp of a batch's first record -> the agent):",
-              worker_histogram(port, "orderflow_features_arrival_lag_seconds"), flush=True)
+        for i, wport in enumerate(ports):
+            name = "worker" if len(ports) == 1 else f"worker {i + 1}"
+            print(f"{name} tick_to_signal (ts_recv -> handed to producer, bucket bounds):",
+                  worker_histogram(wport, "orderflow_features_tick_to_signal_seconds"), flush=True)
+            print(f"{name} bar_compute (closing records: bar series, regimes, signals):",
+                  worker_histogram(wport, "orderflow_features_bar_compute_seconds"), flush=True)
+            print(f"{name} bar_features (the other features of one group's closed bars):",
+                  worker_histogram(wport, "orderflow_features_bar_features_seconds"), flush=True)
+            print(f"{name} arrival_lag (Kafka timestamp of a batch's first record -> the agent):",
+                  worker_histogram(wport, "orderflow_features_arrival_lag_seconds"), flush=True)
         if floor is not None:
             floor.join(30)
             print(f"broker floor (a plain librdkafka reader of the tick topics, after warm-up: read time - Kafka "
@@ -321,11 +348,13 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v:g}" for k, v in cpu.items()), flush=True)
         print(f"load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         delete_topics_with_prefix(settings, prefix)  # the worker's internal topics (changelog, assignor) too
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
