@@ -50,6 +50,7 @@ from bench.reading import arrived, consumer_at_end, floor_figures, read_ages  # 
 from ops.stack import stack  # noqa: E402
 from ops.stack.testing import create_topic, delete_topics_with_prefix, free_ports  # noqa: E402
 from streams.features_group import FeatureTopics  # noqa: E402
+from streams.pipeline import get_json  # noqa: E402
 from topics import catalog  # noqa: E402
 from topics.codec import encode, encode_frame  # noqa: E402
 from topics.records import QuoteTick, RegimeSignal, TradeTick  # noqa: E402
@@ -199,11 +200,7 @@ def settle(ports: list[int], seconds: float = 180.0) -> None:
 
 
 def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
+    return get_json(f"http://127.0.0.1:{port}/health")[0] == 200
 
 
 def worker_histogram(port: int, name: str) -> dict[str, float | None]:

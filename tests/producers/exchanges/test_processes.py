@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from producers.exchanges.errors import ExchangeError
 from producers.exchanges.ingest import IngestConfig
 from producers.exchanges.processes import _failed, _Forwarder, process_configs, split_venues
 from streams.cli import main
+from streams.pipeline import get_json
 from tests.producers.exchanges.test_cli import orderflow
 
 
@@ -80,11 +80,7 @@ def test_processes_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
+    return get_json(f"http://127.0.0.1:{port}/health")[0] == 200
 
 
 @pytest.mark.integration
