@@ -95,8 +95,9 @@ def test_two_processes_each_publish_their_venues_with_their_own_health(captures:
         for fake in fakes:
             assert fake.stdout is not None and "ws://127.0.0.1" in fake.stdout.readline()
         # Act: one venue per process, for 12 s
-        ingest = orderflow("ingest", "--venues", "okx,okx#2", "--processes", "2", "--duration", "12",
-                           "--endpoint-override", f"okx=ws://127.0.0.1:{ports[0]}/ws",
+        # (labels okx#1 and okx#2: keys of their own on the session's shared tick topics)
+        ingest = orderflow("ingest", "--venues", "okx#1,okx#2", "--processes", "2", "--duration", "12",
+                           "--endpoint-override", f"okx#1=ws://127.0.0.1:{ports[0]}/ws",
                            "--endpoint-override", f"okx#2=ws://127.0.0.1:{ports[1]}/ws",
                            "--metrics-port", str(metrics), env=env)
         deadline = time.monotonic() + 60
@@ -112,6 +113,6 @@ def test_two_processes_each_publish_their_venues_with_their_own_health(captures:
     assert ingest.returncode == 0, err
     assert both_healthy
     venues = json.loads(out.strip().splitlines()[-1])["venues"]
-    assert set(venues) == {"okx", "okx#2"}
+    assert set(venues) == {"okx#1", "okx#2"}
     assert all(v["trades"] == 74 and v["checksums_ok"] == 290 for v in venues.values())
     assert all(v["published"] == v["trades"] + v["quotes"] + v["book_updates"] for v in venues.values())
