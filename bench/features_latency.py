@@ -178,12 +178,8 @@ def start_worker(settings: Settings, prefix: str, workdir: Path, port: int,
     while True:
         if proc.poll() is not None:
             raise SystemExit(f"the features worker exited; see {workdir / 'features.log'}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            pass
+        if healthy(port):
+            return proc
         if time.monotonic() > deadline:
             raise SystemExit(f"the features worker is not healthy; see {workdir / 'features.log'}")
         time.sleep(0.2)

@@ -56,11 +56,10 @@ from tests.streams.sessions import (  # noqa: E402
     renumbered,
 )
 from topics import catalog  # noqa: E402
-from topics.codec import encode  # noqa: E402
+from topics.codec import decode_records, encode  # noqa: E402
 from topics.records import BboUpdate, MboFrame  # noqa: E402
 from topics.settings import Settings, load  # noqa: E402
 
-BBO_DECODER = msgspec.json.Decoder(list[BboUpdate] | BboUpdate)  # book.bbo is framed: a record or an array
 SNAPSHOT = 8_725  # records of the ESH4 day's opening snapshot
 
 
@@ -78,8 +77,7 @@ def read_bbo(bootstrap: str, topic: str, expected: int, deadline_s: float, ready
             if msg.error():
                 continue
             now = time.time_ns()
-            value = BBO_DECODER.decode(msg.value() or b"")
-            latencies += [now - u.ts_recv for u in (value if type(value) is list else (value,))]
+            latencies += [now - u.ts_recv for u in decode_records(BboUpdate, msg.value() or b"")]  # framed topic
             last = time.monotonic()
             first = first or last
     consumer.close()

@@ -27,7 +27,7 @@ from streams.publisher import Output
 logger = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 30.0
-POLL_EVERY = 10_000  # outputs between two polls of the producer (a poll costs a few hundred µs)
+POLL_EVERY = 10_000  # messages between two polls of the producer (a poll costs a few hundred µs)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the dead-letter topic's limit; a frame up to 8 MB plus its envelope
 FRAME_MAX_RECORDS = 1_000  # records of one key in one output message at most
 FRAME_MAX_BYTES = 512 * 1024  # and this many bytes of JSON (a topic's default max.message.bytes is 1 MB)
@@ -61,7 +61,7 @@ def confluent_config(bootstrap: str, client_id: str, linger_ms: float = 1.0) -> 
 
 
 def frame_outputs(outputs: Sequence[Output], topics: frozenset[str], max_records: int = FRAME_MAX_RECORDS,
-           max_bytes: int = FRAME_MAX_BYTES) -> list[Output]:
+                  max_bytes: int = FRAME_MAX_BYTES) -> list[Output]:
     """``outputs`` with the records of each (topic, key) of the framed ``topics`` joined into frames.
 
     A frame holds at most ``max_records`` records and ``max_bytes`` of JSON (one bigger record goes alone). The

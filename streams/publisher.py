@@ -64,9 +64,9 @@ class OutputTopics:
 
     def framed(self) -> frozenset[str]:
         """The output topics whose messages are frames of records (``framed`` in the catalog)."""
-        specs = {"bbo": catalog.BOOK_BBO, "mbp10": catalog.BOOK_MBP10, "trades": catalog.BOOK_TRADES,
-                 "anomalies": catalog.BOOK_ANOMALIES, "deadletter": catalog.DEAD_LETTER}
-        return frozenset(getattr(self, name) for name, spec in specs.items() if spec.framed)
+        base = type(self)()  # each field's catalog name, whatever prefix this one has
+        return frozenset(getattr(self, name) for name in self.__dataclass_fields__
+                         if catalog.topic(getattr(base, name)).framed)
 
 
 class PublishState(msgspec.Struct, kw_only=True):

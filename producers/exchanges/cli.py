@@ -14,7 +14,7 @@ from typing import Any
 from producers.exchanges import VENUES, venue_class
 from producers.exchanges.errors import ExchangeError
 from producers.exchanges.fake import MISBEHAVIOURS, FakeConfig, FakeExchange
-from producers.exchanges.ingest import IngestConfig, run_ingest
+from producers.exchanges.ingest import IngestConfig, run_ingest, summary
 from producers.exchanges.processes import process_configs, run_processes
 from producers.exchanges.replay import load
 from topics import settings
@@ -113,9 +113,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         fmt = args.log_format or ("text" if sys.stderr.isatty() else conf.log_format)  # as streams.cli.main
         print(json.dumps(run_processes(configs, level, fmt), default=str))
         return 0
-    ingest = run_ingest(config)
-    summary = {name: {k: v for k, v in vars(st).items() if v} for name, st in ingest.stats.items()}
-    print(json.dumps({"venues": summary, "queue_dropped": ingest.queue.dropped}, default=str))
+    print(json.dumps(summary(run_ingest(config)), default=str))
     return 0
 
 

@@ -135,6 +135,12 @@ class Ingest:
             self.stop_event.set()
 
 
+def summary(ingest: Ingest) -> dict[str, Any]:
+    """What ``orderflow ingest`` prints on exit: each venue's non-zero counters and the queue's drops."""
+    return {"venues": {name: {k: v for k, v in vars(st).items() if v} for name, st in ingest.stats.items()},
+            "queue_dropped": ingest.queue.dropped}
+
+
 def run_ingest(config: IngestConfig) -> Ingest:
     """Run until SIGINT/SIGTERM (or ``duration_s``); returns the finished pipeline (for its counters)."""
     ingest = Ingest(config)

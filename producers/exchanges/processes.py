@@ -22,7 +22,7 @@ from typing import Any
 
 from producers.exchanges import venue_class
 from producers.exchanges.errors import ExchangeError
-from producers.exchanges.ingest import IngestConfig, endpoints_for, run_ingest
+from producers.exchanges.ingest import IngestConfig, endpoints_for, run_ingest, summary
 from topics import logs
 
 logger = logging.getLogger(__name__)
@@ -50,9 +50,7 @@ def process_configs(config: IngestConfig, processes: int) -> list[IngestConfig]:
 
 def _child(config: IngestConfig, level: str, fmt: str, results: Any) -> None:
     logs.configure(level, fmt)
-    ingest = run_ingest(config)
-    results.put({"venues": {name: {k: v for k, v in vars(st).items() if v} for name, st in ingest.stats.items()},
-                 "queue_dropped": ingest.queue.dropped})
+    results.put(summary(run_ingest(config)))
 
 
 def run_processes(configs: Sequence[IngestConfig], level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
