@@ -1,4 +1,5 @@
-"""Build of the optional compiled book core (processors/book/_fastbook.pyx, Cython in C++ mode).
+"""Build of the optional compiled book core (processors/book/_fastbook.pyx and its frame reader _framejson.pyx,
+Cython in C++ mode).
 
 Everything else is in pyproject.toml. The extension is optional: when it cannot be built (no C++ compiler, no
 Cython), the install goes on and ``processors.book`` falls back to the pure-Python engine with a warning.
@@ -30,7 +31,10 @@ class OptionalBuildExt(build_ext):
                   file=sys.stderr)
 
 
-DEPENDS = ("_fastbook.pxd", "_fastbook_state.pxi", "_fastbook_core.hpp", "_fastbook_dedup.hpp", "_fastbook_store.hpp")
+DEPENDS = (
+    "_fastbook.pxd", "_fastbook_state.pxi", "_fastbook_columns.pxi", "_fastbook_core.hpp", "_fastbook_dedup.hpp",
+    "_fastbook_store.hpp",
+)
 
 
 def extensions() -> list[object]:
@@ -41,11 +45,15 @@ def extensions() -> list[object]:
         return []
     from setuptools import Extension
 
-    ext = Extension(
+    book = Extension(
         "processors.book._fastbook", ["processors/book/_fastbook.pyx"], language="c++",
         extra_compile_args=["-std=c++17"], depends=[f"processors/book/{name}" for name in DEPENDS],
     )
-    return list(cythonize([ext], language_level=3, quiet=True))
+    frames = Extension(
+        "processors.book._framejson", ["processors/book/_framejson.pyx"], language="c++",
+        extra_compile_args=["-std=c++17"], depends=["processors/book/_framejson.hpp"],
+    )
+    return list(cythonize([book, frames], language_level=3, quiet=True))
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -263,6 +263,7 @@ def latency(run: Run) -> dict[str, Any]:
             frames_out = []
             for block in ColumnBlock.from_records(arrived):
                 frames_out += framer.add(block, now, time.time_ns())
+            frames_out += framer.poll(now, time.time_ns())  # other instruments' events whose linger ran out
             sent = due
         else:
             frames_out = framer.poll(now, time.time_ns()) if sent < len(live) else framer.flush(time.time_ns())

@@ -98,7 +98,10 @@ ensure_venv() {
         python3.11 -m venv .venv
     fi
     local stamp=.venv/.orderflow-installed digest
-    digest="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
+    # the compiled book engine's sources count too: a change to them rebuilds it
+    local sources=(pyproject.toml constraints.txt setup.py processors/book/_*.pyx processors/book/_*.pxd
+                   processors/book/_*.pxi processors/book/_*.hpp)
+    digest="$(cat "${sources[@]}" | sha256sum | cut -d' ' -f1)"
     if [[ -f $stamp && "$(cat "$stamp")" == "$digest" ]] \
         && .venv/bin/python -c 'import importlib.metadata as m; m.version("orderflow")' 2>/dev/null; then
         return

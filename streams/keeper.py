@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 from processors.book import Book
+from processors.book.frames import decode_frame
 from streams import checkpoint as cp
 from streams.publisher import Output, OutputTopics, PublishState, TrackedBook
-from topics.codec import decode, encode
+from topics.codec import encode
 from topics.errors import DecodeError
 from topics.records import DeadLetter, MboFrame
 
@@ -133,7 +134,7 @@ class Keeper:
         if value is None:
             return self._dead(out, partition, offset, key, b"", "no value (null message)", now_ns)
         try:
-            frame = decode(MboFrame, value)
+            frame = decode_frame(value)
         except DecodeError as e:
             return self._dead(out, partition, offset, key, value, str(e), now_ns)
         book_id = (frame.publisher_id, frame.instrument_id)

@@ -287,33 +287,34 @@ cdef class Book:
 
         ``on_point(index)`` is called at each consistency point while the book is in that state; ``bbo_changes``
         (a list) gets ``(index, bid, ask)`` at each consistency point whose BBO differs from the previous one's
-        in this call (the first point always). Columns of unequal lengths raise ValueError before anything applies.
+        in this call (the first point always). Columns of unequal lengths raise ValueError, and values that do not
+        fit their field OverflowError, before anything applies. ``array.array`` columns (``"q"`` for ``price``,
+        ``"Q"`` for the others, as :func:`processors.book.frames.decode_frame` makes them) are read in place.
         """
-        cdef list cols = [c if type(c) is list else list(c)
-                          for c in (price, size, order_id, flags, sequence, channel_id, ts_recv, ts_event)]
+        cdef tuple given = (price, size, order_id, flags, sequence, channel_id, ts_recv, ts_event)
         cdef Py_ssize_t n = PyUnicode_GET_LENGTH(action), i
-        if PyUnicode_GET_LENGTH(side) != n or any(len(c) != n for c in cols):
+        if PyUnicode_GET_LENGTH(side) != n or any(len(c) != n for c in given):
             raise ValueError("frame columns differ in length")
-        cdef list p_, s_, o_, f_, q_, c_, tr_, te_
-        p_, s_, o_, f_, q_, c_, tr_, te_ = cols
+        cdef vector[uint64_t] store[8]
+        cdef const uint64_t* w[8]
+        for k in range(_COLUMN_COUNT):
+            _column_words(given[k], k, n, store[k], &w[k])
         cdef list points = []
         cdef Rec r
-        cdef uint64_t next_oid = o_[0] if n else 0
         cdef _BboTrack track = _BboTrack(self, bbo_changes)
         for i in range(n):
-            r.oid = next_oid
+            r.oid = w[2][i]
             if i + 1 < n:
-                next_oid = o_[i + 1]
-                self.core.orders.prefetch(next_oid)  # the order map is the one structure that misses the cache
+                self.core.orders.prefetch(w[2][i + 1])  # the order map is the one structure that misses the cache
             r.action = PyUnicode_READ_CHAR(action, i)
             r.side = PyUnicode_READ_CHAR(side, i)
-            r.price = p_[i]
-            r.size = s_[i]
-            r.flags = f_[i]
-            r.sequence = q_[i]
-            r.channel = c_[i]
-            r.ts_recv = tr_[i]
-            r.ts_event = te_[i]
+            r.price = <int64_t>w[0][i]
+            r.size = <int64_t>w[1][i]
+            r.flags = <int64_t>w[3][i]
+            r.sequence = <int64_t>w[4][i]
+            r.channel = <int64_t>w[5][i]
+            r.ts_recv = w[6][i]
+            r.ts_event = w[7][i]
             if self._apply(r):
                 points.append(i)
                 if bbo_changes is not None:
@@ -544,3 +545,4 @@ cdef inline void _read_mbo(const uint8_t* p, Rec* r) noexcept nogil:
 
 
 include "_fastbook_state.pxi"  # _to_state(), _from_state()
+include "_fastbook_columns.pxi"  # _column_words()
