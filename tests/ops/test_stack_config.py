@@ -52,8 +52,8 @@ def test_java_command_uses_heap_jars_and_the_jit_asked_for(settings: Settings,
     cmd = kafka.java_command("/usr/bin/java", "512m", layout, kafka.MAIN_CLASS, str(layout.kafka_config))
     full = kafka.java_command("/usr/bin/java", "512m", layout, kafka.MAIN_CLASS, jit="full")
     assert cmd[:3] == ["/usr/bin/java", "-Xmx512m", "-Xms512m"]
-    assert "-XX:+UseSerialGC" in cmd and "-XX:TieredStopAtLevel=1" in cmd
-    assert "-XX:+UseSerialGC" in full and "-XX:TieredStopAtLevel=1" not in full
+    assert "-XX:+UseZGC" in cmd and "-XX:TieredStopAtLevel=1" in cmd
+    assert "-XX:+UseZGC" in full and "-XX:TieredStopAtLevel=1" not in full
     assert cmd[cmd.index("-cp") + 1] == f"{layout.kafka_libs}/*"
     assert cmd[-2:] == ["kafka.Kafka", str(layout.kafka_config)]
     monkeypatch.setenv("KAFKA_JVM_PERFORMANCE_OPTS", "-XX:+UseG1GC")
