@@ -75,7 +75,8 @@ def prepare_app(config: FaustWorkerConfig, faust_settings: dict[str, Any], batch
     ``batch_topics`` delivered in batches (:mod:`streams.batching`)."""
     config.workdir.mkdir(parents=True, exist_ok=True)
     app = BookApp(config.app_id, **faust_settings)
-    app.fetch_wait_ms, app.fetch_min_bytes = config.fetch_wait_ms, config.fetch_min_bytes
+    app.fetch_wait_ms = config.fetch_wait_ms
+    app.intake_fetch = (config.intake_wait_ms, config.intake_min_bytes)
     app.batch_topics, app.batch_max = frozenset(batch_topics), config.batch_max
     app.intake, app.bootstrap = config.intake, config.bootstrap
     return app

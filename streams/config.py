@@ -31,7 +31,8 @@ class FaustWorkerConfig:
     session_timeout_s: float = 10.0
     loop: str = "uvloop"
     fetch_wait_ms: int = 10
-    fetch_min_bytes: int = 1  # the intake's fetches (streams.intake)
+    intake_wait_ms: int = 2  # the librdkafka intake's fetches (streams.intake)
+    intake_min_bytes: int = 1_048_576
     switch_interval_us: int = 5000  # the GIL's switch interval in the worker process
     intake: str = "librdkafka"  # who reads the hot topics: librdkafka (streams.intake) or faust (aiokafka)
     recovery_stall_s: float = 20.0  # see streams.recovery_watch
@@ -72,7 +73,7 @@ def shared_fields(settings: Settings, *, app_id: str, web_port: int, workdir: Pa
         "partitions": partitions, "commit_interval_s": commit_interval_ms / 1000,
         "publisher": settings.streams_publisher, "session_timeout_s": settings.streams_session_timeout_ms / 1000,
         "loop": settings.streams_loop, "fetch_wait_ms": settings.streams_fetch_wait_ms,
-        "fetch_min_bytes": settings.streams_fetch_min_bytes,
+        "intake_wait_ms": settings.streams_intake_wait_ms, "intake_min_bytes": settings.streams_intake_min_bytes,
         "switch_interval_us": settings.streams_switch_interval_us, "intake": intake,
         "recovery_stall_s": settings.streams_recovery_stall_ms / 1000, "batch_max": settings.streams_batch_max,
         "bind_host": settings.bind_host,

@@ -95,10 +95,10 @@ class Intake:
         self._thread = threading.Thread(target=self._run, name="orderflow-intake", daemon=True)
 
     @staticmethod
-    def settings(bootstrap: str, app_id: str, fetch_wait_ms: int, fetch_min_bytes: int = 1) -> dict[str, Any]:
-        """The consumer's configuration. A fetch returns as soon as ``fetch_min_bytes`` came, or after
-        ``fetch_wait_ms``: 1 byte (the default) hands each frame over as it lands; more makes fewer, fuller fetches
-        for less CPU (worker and broker), each record waiting up to ``fetch_wait_ms`` longer (docs/streams.md)."""
+    def settings(bootstrap: str, app_id: str, fetch_wait_ms: int, fetch_min_bytes: int = 1 << 20) -> dict[str, Any]:
+        """The consumer's configuration. A fetch returns after ``fetch_wait_ms``, or sooner once ``fetch_min_bytes``
+        came: under load fetches fill up; at a low rate each frame waits up to ``fetch_wait_ms`` at the broker, and
+        the worker and the broker answer fewer fetches than one per frame (docs/streams.md)."""
         return {
             "bootstrap.servers": bootstrap,
             "group.id": app_id,  # Faust's group, for its committed offsets only: assign() joins no group
@@ -266,8 +266,7 @@ class IntakeConsumer:
         topics = self.intake_topics()
         if topics:
             self._arrivals = asyncio.Queue()
-            config = Intake.settings(self.app.bootstrap, self.app.conf.id, self.app.fetch_wait_ms,
-                                     self.app.fetch_min_bytes)
+            config = Intake.settings(self.app.bootstrap, self.app.conf.id, *self.app.intake_fetch)
             self._intake = Intake(config, asyncio.get_running_loop(), self._arrivals.put_nowait,
                                   max_records=self.app.batch_max)
             self._hot = topics

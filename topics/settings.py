@@ -74,7 +74,8 @@ class Settings:
     streams_gap_threshold: int = 0  # report a sequence jump larger than this as a gap anomaly (0: off)
     streams_loop: str = "uvloop"  # event loop of `orderflow worker`: uvloop or asyncio
     streams_fetch_wait_ms: int = 10  # longest a worker's fetch waits at the broker (Faust's own: 1500)
-    streams_fetch_min_bytes: int = 1  # the librdkafka intake's fetch returns once this much came (or at the wait)
+    streams_intake_wait_ms: int = 2  # the librdkafka intake's fetch returns after this long...
+    streams_intake_min_bytes: int = 1_048_576  # ...or once this much came
     streams_intake: str = "librdkafka"  # who reads the book worker's frames: librdkafka or faust (Faust's aiokafka)
     streams_switch_interval_us: int = 5000  # the workers' GIL switch interval (sys.setswitchinterval; Python's: 5000)
     streams_batch_max: int = 500  # records of a hot topic per agent event at most (1: one event per record)
@@ -133,7 +134,8 @@ class Settings:
             ("streams_standby_replicas", self.streams_standby_replicas, 0, 16),
             ("streams_gap_threshold", self.streams_gap_threshold, 0, 4_294_967_295),
             ("streams_fetch_wait_ms", self.streams_fetch_wait_ms, 1, 60_000),
-            ("streams_fetch_min_bytes", self.streams_fetch_min_bytes, 1, 100_000_000),
+            ("streams_intake_wait_ms", self.streams_intake_wait_ms, 1, 60_000),
+            ("streams_intake_min_bytes", self.streams_intake_min_bytes, 1, 100_000_000),
             ("streams_switch_interval_us", self.streams_switch_interval_us, 50, 1_000_000),
             ("features_web_port", self.features_web_port, 1, 65535),
             ("features_regime_fit_bars", self.features_regime_fit_bars, 10, 10_000_000),

@@ -50,23 +50,24 @@ def test_prepare_process_sets_the_configured_gil_switch_interval(switch_interval
     assert sys.getswitchinterval() == pytest.approx(0.00075)
 
 
-def test_the_intake_fetch_returns_on_the_first_byte_by_default() -> None:
+def test_the_intake_fetch_waits_2_ms_for_1_mb_by_default() -> None:
     book = WorkerConfig.from_settings(load({}))
 
-    config = Intake.settings("127.0.0.1:9092", "app", book.fetch_wait_ms, book.fetch_min_bytes)
+    config = Intake.settings("127.0.0.1:9092", "app", book.intake_wait_ms, book.intake_min_bytes)
 
-    assert (config["fetch.min.bytes"], config["fetch.wait.max.ms"]) == (1, 10)
+    assert (config["fetch.wait.max.ms"], config["fetch.min.bytes"]) == (2, 1_048_576)
+    assert book.fetch_wait_ms == 10  # Faust's own consumer keeps its wait
 
 
-def test_the_intake_fetch_size_is_a_setting_of_both_workers() -> None:
-    settings = load({"ORDERFLOW_STREAMS_FETCH_MIN_BYTES": "1048576"})
+def test_the_intake_fetch_is_a_setting_of_both_workers() -> None:
+    settings = load({"ORDERFLOW_STREAMS_INTAKE_WAIT_MS": "5", "ORDERFLOW_STREAMS_INTAKE_MIN_BYTES": "1"})
 
     book, features = WorkerConfig.from_settings(settings), FeaturesConfig.from_settings(settings)
 
-    assert (book.fetch_min_bytes, features.fetch_min_bytes) == (1_048_576, 1_048_576)
-    assert Intake.settings("b", "a", 10, book.fetch_min_bytes)["fetch.min.bytes"] == 1_048_576
+    assert (book.intake_wait_ms, book.intake_min_bytes) == (5, 1)
+    assert (features.intake_wait_ms, features.intake_min_bytes) == (5, 1)
 
 
 def test_a_fetch_size_of_zero_is_refused() -> None:
-    with pytest.raises(SettingsError, match="ORDERFLOW_STREAMS_FETCH_MIN_BYTES=0"):
-        load({"ORDERFLOW_STREAMS_FETCH_MIN_BYTES": "0"})
+    with pytest.raises(SettingsError, match="ORDERFLOW_STREAMS_INTAKE_MIN_BYTES=0"):
+        load({"ORDERFLOW_STREAMS_INTAKE_MIN_BYTES": "0"})
