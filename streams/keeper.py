@@ -48,7 +48,7 @@ class PartitionState:
 
     partition: int
     books: dict[BookKey, TrackedBook] = field(default_factory=dict)
-    dirty: set[BookKey] = field(default_factory=set)  # changed since the last checkpoint plan
+    dirty: dict[BookKey, int] = field(default_factory=dict)  # changed since its last plan -> first offset since
     claimed: bool = False  # a partition marker is durable: some worker processed this partition
     dup_until: int = -1  # outputs of frames at offsets below this are marked duplicate
     last_offset: int = -1  # last offset handled (applied, skipped or dead-lettered)
@@ -65,6 +65,7 @@ class CheckpointPlan:
     upto: int
     entries: dict[bytes, bytes]
     state: PartitionState  # the partition state it was taken from (stale if the partition was revoked since)
+    more: bool = False  # changed books were left for the next plan (its byte budget was spent)
 
 
 @dataclass
@@ -171,7 +172,7 @@ class Keeper:
             tracked.state.offset = offset
             out.append(self._dead_letter(state.partition, offset, None, value, f"book engine error: {e!r}",
                                          now_ns))
-        state.dirty.add((frame.publisher_id, frame.instrument_id))
+        state.dirty.setdefault((frame.publisher_id, frame.instrument_id), offset)
         self.last_times = (frame.ts_recv[-1], frame.ts_sent)
         tracked.updated_ns = now_ns
         self.tally.frames += 1
@@ -225,22 +226,35 @@ class Keeper:
         marker = cp.PartitionMarker(partition=partition, offset=-1, worker=self.config.worker, ts_ns=now_ns)
         return CheckpointPlan(partition, -1, {cp.partition_key(partition): cp.encode(marker)}, state)
 
-    def plan_checkpoint(self, partition: int, now_ns: int) -> CheckpointPlan | None:
-        """Entries for the books changed since the last plan, or None when nothing new was handled."""
+    def plan_checkpoint(self, partition: int, now_ns: int, max_bytes: int | None = None) -> CheckpointPlan | None:
+        """Entries for the books changed since their last plan, or None when nothing new was handled.
+
+        With ``max_bytes``, books are taken oldest change first until their entries reach that size; the others
+        wait for the next plan, and ``upto`` stops just before the oldest change left out, so that every frame up
+        to it is in a checkpoint (this one or an earlier one) whichever book it changed."""
         state = self.partitions.get(partition)
         if state is None or (not state.dirty and state.last_offset <= state.checkpointed):
             return None
         entries: dict[bytes, bytes] = {}
-        for book_id in state.dirty:
+        size = 0
+        for book_id, _ in sorted(state.dirty.items(), key=itemgetter(1)):
+            if max_bytes is not None and entries and size >= max_bytes:
+                break
             tracked = state.books[book_id]
             entry = cp.BookCheckpoint(partition=partition, offset=tracked.state.offset,
                                       book=tracked.book.checkpoint_state(), publish=tracked.state)
-            entries[cp.book_key(*book_id)] = cp.encode(entry)
-        state.dirty.clear()
-        marker = cp.PartitionMarker(partition=partition, offset=state.last_offset, worker=self.config.worker,
-                                    ts_ns=now_ns)
+            entries[cp.book_key(*book_id)] = value = cp.encode(entry)
+            size += len(value)
+            del state.dirty[book_id]
+        upto = min(state.dirty.values()) - 1 if state.dirty else state.last_offset
+        marker = cp.PartitionMarker(partition=partition, offset=upto, worker=self.config.worker, ts_ns=now_ns)
         entries[cp.partition_key(partition)] = cp.encode(marker)
-        return CheckpointPlan(partition, state.last_offset, entries, state)
+        return CheckpointPlan(partition, upto, entries, state, more=bool(state.dirty))
+
+    def oldest_change(self, partition: int) -> int | None:
+        """Offset of the oldest frame whose change to a book no plan has taken yet (None: none)."""
+        state = self.partitions.get(partition)
+        return min(state.dirty.values()) if state is not None and state.dirty else None
 
     def completed(self, plan: CheckpointPlan) -> bool:
         """Record that ``plan`` is durable; False when its partition was revoked meanwhile (do not ack)."""

@@ -36,6 +36,10 @@ from streams.recovery import recovered_partitions
 
 logger = logging.getLogger(__name__)
 
+# A checkpoint step snapshots books until their entries reach this size (at least one book): the agent's loop
+# stops for about a millisecond per 200 KB (an ESH4-sized book), and handles frames between two steps.
+CHECKPOINT_STEP_BYTES = 128 * 1024
+
 
 async def _no_offsets(partitions: list[int]) -> dict[int, int]:
     return {}
@@ -192,25 +196,40 @@ class Runtime(OneWriteInFlight):
     # ------------------------------------------------------------------ checkpoints
 
     def start_checkpoint(self, partition: int) -> None:
-        """Snapshot the changed books of ``partition`` now; flush the outputs, write the checkpoint and ack the
-        frames it covers in the background, so that the agent goes on while the broker acknowledges.
-        One checkpoint is in flight at a time."""
+        """Checkpoint the changed books of ``partition`` in the background, so that the agent goes on while the
+        broker acknowledges: a round of steps, each of which snapshots books up to ``CHECKPOINT_STEP_BYTES``
+        (oldest change first), flushes the outputs, writes the checkpoint and acks the frames it covers. Frames
+        are handled between two steps, so the agent never stops for more than one step's snapshot. The round
+        ends once every book changed when it started is written. One checkpoint is in flight at a time."""
         if self.inflight is not None:
             return
         self.last_checkpoint[partition] = time.monotonic()
-        plan = self.keeper.plan_checkpoint(partition, time.time_ns())
+        state = self.keeper.partitions.get(partition)
+        round_end = state.last_offset if state is not None else -1
+        plan = self.keeper.plan_checkpoint(partition, time.time_ns(), CHECKPOINT_STEP_BYTES)
         if plan is None:
             self._ack_covered(partition)
         else:
-            self._run(self._complete(plan))
+            self._run(self._complete(plan, round_end))
 
-    async def _complete(self, plan: CheckpointPlan) -> None:
-        started = time.perf_counter()
-        await self.sink.flush()
-        await self._write(plan)
-        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
-        self.metrics.checkpoint_bytes.observe(sum(len(v) for v in plan.entries.values()))
-        self._ack_covered(plan.partition)
+    async def _complete(self, plan: CheckpointPlan, round_end: int) -> None:
+        while True:
+            started = time.perf_counter()
+            await self.sink.flush()
+            await self._write(plan)
+            self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+            self.metrics.checkpoint_bytes.observe(sum(len(v) for v in plan.entries.values()))
+            self._ack_covered(plan.partition)
+            if not plan.more or self.keeper.partitions.get(plan.partition) is not plan.state:
+                return
+            await asyncio.sleep(0)  # the frames that came meanwhile first
+            oldest = self.keeper.oldest_change(plan.partition)
+            if oldest is None or oldest > round_end:
+                return
+            next_plan = self.keeper.plan_checkpoint(plan.partition, time.time_ns(), CHECKPOINT_STEP_BYTES)
+            if next_plan is None:
+                return
+            plan = next_plan
 
     async def checkpoint(self, partition: int) -> None:
         """Checkpoint ``partition`` and wait until it is durable and its frames acked."""

@@ -39,7 +39,7 @@ cdef extern from "_framejson.hpp":
 
     cdef cppclass Reader "fj::Reader":
         Reader(const char* data, size_t size)
-        cbool parse(Frame& f)
+        cbool parse(Frame& f) except +
 
 # column names in the header's order, and whether each is signed
 _COLUMN_NAMES = ("ts_recv", "ts_event", "price", "size", "channel_id", "order_id", "flags", "ts_in_delta", "sequence")

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Mapping
+from itertools import zip_longest
 from typing import Any
 
 import pytest
 
+from streams import runtime as runtime_module
 from streams.checkpoint import MemoryCheckpointStore, PartitionRestore
 from streams.errors import StreamsError
 from streams.keeper import Keeper, KeeperConfig
@@ -37,8 +39,18 @@ def session() -> dict[int, list[MboFrame]]:
             1: frames(renumbered(records[SNAPSHOT:SNAPSHOT + 6_000], 4242), 25)}
 
 
-def uninterrupted() -> tuple[twin.Broker, twin.Runtime]:
-    broker = twin.Broker(twin.frame_logs(session()))
+def shared_session() -> dict[int, list[MboFrame]]:
+    """Three instruments in partition 0 (their records interleaved), one in partition 1."""
+    records = esh4_records()
+    day = records[:SNAPSHOT + 3_000]
+    live = renumbered(records[SNAPSHOT:SNAPSHOT + 3_000], 5252)
+    books = [frames(day, 40), frames(renumbered(day, 5151), 40), frames(live, 40)]
+    mixed = [f for row in zip_longest(*books) for f in row if f is not None]  # one frame of each in turn
+    return {0: mixed, 1: frames(renumbered(records[SNAPSHOT:SNAPSHOT + 4_000], 4242), 25)}
+
+
+def uninterrupted(make: Any = session) -> tuple[twin.Broker, twin.Runtime]:
+    broker = twin.Broker(twin.frame_logs(make()))
     runtime, finished = asyncio.run(twin.run_until(broker, random.Random(0), None))
     assert finished
     return broker, runtime
@@ -52,11 +64,12 @@ def trade_key(t: BookTrade) -> tuple[int, ...]:
     return (t.sequence, t.ts_recv, t.order_id, t.price, t.size)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_kill_anywhere_same_books_no_gap(seed: int) -> None:
-    ref_broker, ref_runtime = uninterrupted()
+def kill_anywhere(seed: int, make: Any) -> None:
+    """Crash the worker four times at random points while the session streams, then run it to the end; the books
+    and the delivered streams must equal an uninterrupted run's."""
+    ref_broker, ref_runtime = uninterrupted(make)
     rng = random.Random(seed)
-    broker = twin.Broker(twin.frame_logs(session()))
+    broker = twin.Broker(twin.frame_logs(make()))
     total = {p: len(log) for p, log in broker.logs.items()}
     broker.produced = {p: n // 3 for p, n in total.items()}  # the session is still streaming
     for _ in range(4):
@@ -75,6 +88,78 @@ def test_kill_anywhere_same_books_no_gap(seed: int) -> None:
     check_stream(outputs(ref_broker, topics.bbo), outputs(broker, topics.bbo), bbo_key, BboUpdate)
     check_stream(outputs(ref_broker, topics.trades), outputs(broker, topics.trades), trade_key, BookTrade)
     assert broker.committed == total
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_kill_anywhere_same_books_no_gap(seed: int) -> None:
+    kill_anywhere(seed, session)
+
+
+@pytest.mark.parametrize("seed", [6, 7, 8, 9])
+def test_kill_anywhere_with_books_checkpointed_one_per_step(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three books share a partition and each checkpoint step takes one of them: a crash between two steps (or
+    inside one) leaves some books checkpointed further than others, and the restart still ends the same."""
+    monkeypatch.setattr(runtime_module, "CHECKPOINT_STEP_BYTES", 1)
+    kill_anywhere(seed, shared_session)
+
+
+def test_a_crash_between_two_checkpoint_steps_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first step of a checkpoint lands and its frames are committed; the worker dies before the second: the
+    books the second step would have written are replayed from their own checkpoints, to the same end."""
+    monkeypatch.setattr(runtime_module, "CHECKPOINT_STEP_BYTES", 1)
+    _, ref_runtime = uninterrupted(shared_session)
+    broker = twin.Broker(twin.frame_logs(shared_session()))
+    log = broker.logs[0]
+
+    async def first_run() -> None:
+        runtime, _ = await twin.start(broker)
+        for offset in range(len(log) // 2):
+            key, value = log[offset]
+            event = twin.Event(twin.Message(twin.TOPICS.frames, 0, offset, key, value), broker)
+            assert await twin.step(runtime, event, random.Random(0), crash_now=False)
+        assert len(runtime.keeper.partitions[0].dirty) == 3
+        runtime.start_checkpoint(0)
+        while not broker.store._pending:
+            await asyncio.sleep(0)
+        broker.store.release()  # the first step lands...
+        while runtime.keeper.partitions[0].checkpointed < 0 or not broker.store._pending:
+            await asyncio.sleep(0)
+        broker.commit()  # ...and its frames are committed; the second step's write never lands
+        assert runtime.inflight is not None
+        runtime.inflight.cancel()  # kill -9: the second step's write is lost
+        broker.store._pending.clear()
+
+    asyncio.run(first_run())
+    assert 0 < broker.committed[0] < len(log) // 2
+    runtime, finished = asyncio.run(twin.run_until(broker, random.Random(1), None))
+    assert finished
+    books, ref_books = twin.runtime_books(runtime), twin.runtime_books(ref_runtime)
+    for inst, tracked in books.items():
+        assert tracked.book.to_state() == ref_books[inst].book.to_state()
+
+
+def test_a_stepped_plan_takes_the_oldest_change_first_and_commits_no_further_than_the_rest() -> None:
+    # Arrange: three books of partition 0, changed first at different offsets
+    keeper = Keeper(KeeperConfig(topics=twin.TOPICS))
+    keeper.assign(0, PartitionRestore(), 0)
+    log = twin.frame_logs(shared_session())[0]
+    for offset, (key, value) in enumerate(log):
+        keeper.handle(0, offset, key, value, 0, 0.0)
+    first = dict(sorted(keeper.partitions[0].dirty.items(), key=lambda kv: kv[1]))
+    assert len(first) == 3
+
+    # Act
+    plans = []
+    while (plan := keeper.plan_checkpoint(0, 0, max_bytes=1)) is not None and len(plans) < 5:
+        plans.append(plan)
+        keeper.completed(plan)
+
+    # Assert: one book per plan, oldest change first; each commits only up to the oldest change left out
+    order = list(first.values())
+    assert [len(p.entries) for p in plans] == [2, 2, 2]  # a book and the partition marker
+    assert [p.upto for p in plans] == [order[1] - 1, order[2] - 1, len(log) - 1]
+    assert [p.more for p in plans] == [True, True, False]
+    assert keeper.oldest_change(0) is None
 
 
 def test_uninterrupted_bbo_matches_a_plain_keeper() -> None:

@@ -127,15 +127,16 @@ class Crash(Exception):
 
 async def step(runtime: Runtime, event: Event, rng: random.Random, crash_now: bool) -> bool:
     """Handle one frame; True when it completed. While a checkpoint (or claim) write is in flight, Faust's commit
-    timer may fire; with ``crash_now`` a random prefix of the write's entries becomes durable and the worker dies
-    (False)."""
+    timer may fire; with ``crash_now``, after up to two writes have landed, a random prefix of the next write's
+    entries becomes durable and the worker dies (False)."""
     task = asyncio.ensure_future(runtime.on_event(event))  # type: ignore[arg-type]
     await _spin()
     store = event.broker.store
+    writes_before_crash = rng.randint(0, 2) if crash_now else 0  # a checkpoint may take several writes (steps)
     while not task.done() or runtime.inflight is not None:
         if rng.random() < 0.5:  # Faust's commit timer fires while the checkpoint is in flight
             event.broker.commit()
-        if crash_now:
+        if crash_now and writes_before_crash == 0:
             _land_prefix(store, rng)
             for pending in (task, runtime.inflight):
                 if pending is not None:
@@ -143,6 +144,7 @@ async def step(runtime: Runtime, event: Event, rng: random.Random, crash_now: bo
             await asyncio.gather(task, *(t for t in [runtime.inflight] if t), return_exceptions=True)
             return False
         store.release()
+        writes_before_crash -= 1
         await _spin()
     task.result()
     return True
