@@ -246,7 +246,8 @@ class Keeper:
             entries[cp.book_key(*book_id)] = value = cp.encode(entry)
             size += len(value)
             del state.dirty[book_id]
-        upto = min(state.dirty.values()) - 1 if state.dirty else state.last_offset
+        oldest = self.oldest_change(partition)
+        upto = state.last_offset if oldest is None else oldest - 1
         marker = cp.PartitionMarker(partition=partition, offset=upto, worker=self.config.worker, ts_ns=now_ns)
         entries[cp.partition_key(partition)] = cp.encode(marker)
         return CheckpointPlan(partition, upto, entries, state, more=bool(state.dirty))
