@@ -11,12 +11,13 @@ worker asks the broker for data ``1000 / fetch_wait_ms`` times a second.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import faust
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as driver
-from faust.types import TransportT
+from faust.types import TP, TransportT
 
 from streams.batching import DEFAULT_BATCH_MAX, BatchingConsumer
 from streams.intake import IntakeConsumer
@@ -28,6 +29,30 @@ IDLE_FETCH_WAIT_MS = 100  # aiokafka's fetch wait when it reads no hot topic (st
 
 # Faust's services log under their module's name; keep these under Faust's (quiet unless asked, see topics.logs)
 _FAUST_LOG = logging.getLogger("faust.orderflow")
+
+
+async def seek_to_committed(consumer: AIOKafkaConsumer, reset: str, sources: Callable[[str], bool]
+                            ) -> dict[Any, int | None]:
+    """Every assigned partition to its committed offset, and the agents' source partitions without one (or with
+    0) to where ``reset`` says a partition without one starts; the committed offsets, as aiokafka gives them.
+
+    aiokafka seeks only the partitions whose committed offset is above 0 and leaves the others where their fetches
+    left them. Faust seeks to the committed offsets to start again after a rebalance, dropping what it had fetched
+    meanwhile; so a partition with nothing committed yet went on after records no agent got: the features worker,
+    restarted on an empty folder while its table recovered, skipped the start of inputs it had never acked.
+    Changelog partitions stay where they are: table recovery positions them itself."""
+    committed = await consumer.seek_to_committed()
+    fresh = []
+    for tp, offset in committed.items():
+        if not sources(tp.topic):
+            continue
+        if offset == 0:
+            consumer.seek(tp, 0)
+        elif offset is None or offset < 0:
+            fresh.append(tp)
+    if fresh:
+        await (consumer.seek_to_end(*fresh) if reset == "latest" else consumer.seek_to_beginning(*fresh))
+    return committed
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -50,6 +75,11 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         if hot:
             self._ensure_consumer().pause(*hot)
         await super().on_partitions_assigned(assigned, generation_id)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        conf = self.app.conf
+        return await self.call_thread(seek_to_committed, self._ensure_consumer(), conf.consumer_auto_offset_reset,
+                                      self.app.topics.acks_enabled_for)
 
     async def request_rejoin(self) -> None:
         """Ask the group coordinator for a rebalance (in the consumer's own thread, where aiokafka runs)."""
