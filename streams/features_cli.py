@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from streams.config import prepare_process
+from streams.config import freeze_heap, prepare_process
 from topics import settings as topic_settings
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ def run(config: Any, loglevel: str = "INFO") -> int:
 
     prepare_process(config)
     app, runtime = create_app(config)
+    runtime.on_ready = freeze_heap
     runtime.read_floors = floor_reader(config.bootstrap)
 
     class FeaturesWorker(faust.Worker):

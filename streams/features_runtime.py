@@ -137,6 +137,7 @@ class FeaturesRuntime(OneWriteInFlight):
         self.last_record: dict[int, float] = {}
         self.floors: dict[TP, int] = {}  # first offset of streams (log start) read at restore
         self.ready = False
+        self.on_ready: Callable[[], None] | None = None  # called each time every group is restored
         self.fatal: BaseException | None = None
         self.stale = 0  # records of groups not restored (buffered from before a rebalance), ignored
         self.rebalances = 0  # revocations and assignments seen: a restore spanning one is void
@@ -346,6 +347,8 @@ class FeaturesRuntime(OneWriteInFlight):
         if waiting:
             logger.info("groups %s wait for a later round of table recovery", sorted(waiting))
         self.ready = not waiting
+        if self.ready and self.on_ready is not None:
+            self.on_ready()
 
     def _groups(self, tps: Iterable[TP]) -> set[int]:
         return {tp.partition for tp in tps if tp.topic in self.keeper.types}

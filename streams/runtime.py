@@ -127,6 +127,7 @@ class Runtime(OneWriteInFlight):
         self.pending: dict[int, deque[EventT]] = {}  # handled, not yet acked, per partition
         self.last_checkpoint: dict[int, float] = {}
         self.ready = False
+        self.on_ready: Callable[[], None] | None = None  # called each time every partition is restored
         self.rebalances = 0  # revocations and assignments seen: a restore spanning one is void
         self.fatal: BaseException | None = None
         # the group's committed offsets of some partitions (for the lag before the first frame); none by default
@@ -311,6 +312,8 @@ class Runtime(OneWriteInFlight):
             logger.info("partitions %s wait for a later round of table recovery", sorted(new - recovered),
                         extra={"topic": self.config.topics.frames})
         self.ready = mine <= set(self.keeper.partitions)
+        if self.ready and self.on_ready is not None:
+            self.on_ready()
 
     async def restore(self, partitions: set[int]) -> bool:
         """Take ``partitions`` over from their checkpoints; False (nothing taken) unless every one of them is

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.app import create_app
-from streams.config import WorkerConfig, prepare_process
+from streams.config import WorkerConfig, freeze_heap, prepare_process
 from streams.errors import StreamsError
 from streams.runtime import Runtime
 
@@ -83,6 +83,7 @@ def run(config: WorkerConfig, loglevel: str = "INFO") -> int:
     """Run a worker until it is stopped; the exit code is 1 when it stopped on an error."""
     prepare_process(config)
     app, runtime = create_app(config)
+    runtime.on_ready = freeze_heap
     runtime.committed = committed_reader(config)
     logger.info("book worker %s: frames from %s (%d partitions), views on http://127.0.0.1:%d/books, data in %s",
                 config.app_id, config.topics.frames, config.partitions, config.web_port, config.workdir)

@@ -3,6 +3,7 @@ gets the GIL switch interval it is configured with."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -71,3 +72,25 @@ def test_the_intake_fetch_is_a_setting_of_both_workers() -> None:
 def test_a_fetch_size_of_zero_is_refused() -> None:
     with pytest.raises(SettingsError, match="ORDERFLOW_STREAMS_INTAKE_MIN_BYTES=0"):
         load({"ORDERFLOW_STREAMS_INTAKE_MIN_BYTES": "0"})
+
+
+def test_freeze_heap_freezes_the_process_heap_once() -> None:
+    # Arrange: a fresh interpreter (freezing this test process's heap would outlive the test)
+    script = (
+        "import gc\n"
+        "from streams.config import freeze_heap\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "freeze_heap()\n"
+        "first = gc.get_freeze_count()\n"
+        "keep = [[] for _ in range(1000)]\n"
+        "freeze_heap()\n"
+        "print(first, gc.get_freeze_count())\n"
+    )
+
+    # Act
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+
+    # Assert: objects alive at the first call are frozen; a second call freezes nothing more
+    first, second = map(int, done.stdout.split())
+    assert first > 1000
+    assert second == first

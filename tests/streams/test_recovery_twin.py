@@ -138,6 +138,17 @@ def test_a_crash_between_two_checkpoint_steps_loses_nothing(monkeypatch: pytest.
         assert tracked.book.to_state() == ref_books[inst].book.to_state()
 
 
+def test_on_ready_is_called_once_every_partition_is_restored() -> None:
+    broker = twin.Broker(twin.frame_logs(session()))
+    runtime, _ = twin.new_runtime(broker)
+    calls: list[bool] = []
+    runtime.on_ready = lambda: calls.append(runtime.ready)
+
+    asyncio.run(runtime.on_rebalance_complete(None))
+
+    assert calls == [True]
+
+
 def test_a_stepped_plan_takes_the_oldest_change_first_and_commits_no_further_than_the_rest() -> None:
     # Arrange: three books of partition 0, changed first at different offsets
     keeper = Keeper(KeeperConfig(topics=twin.TOPICS))
