@@ -215,6 +215,30 @@ def worker_histogram(port: int, name: str) -> dict[str, float | None]:
     return out
 
 
+def full_gc_buckets(port: int) -> dict[float, float]:
+    """Cumulative bucket counts of the worker's full (generation 2) garbage-collector pauses so far."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("orderflow_features_gc_pause_seconds_bucket{") and 'generation="2"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def full_gc_during(before: dict[float, float], after: dict[float, float]) -> str:
+    """The full collections between two readings: how many, and the bucket bound of the median and the longest."""
+    run = {le: after[le] - before.get(le, 0.0) for le in after}
+    total = run.get(float("inf"), 0.0)
+    if not total:
+        return "none"
+    bounds = sorted(run)
+    median = next(le for le in bounds if run[le] >= total / 2)
+    longest = next(le for le in bounds if run[le] >= total)
+    return f"{total:.0f}, median <= {median * 1e3:g} ms, longest <= {longest * 1e3:g} ms"
+
+
 def metric_total(port: int, name: str) -> float:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
@@ -311,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         workers = {f"worker {i + 1}": w.pid for i, w in enumerate(procs)}
         pids = {**workers, "bench (producer)": os.getpid(), **broker_pid(settings)}
         cpu0 = {name: process_cpu(pid) for name, pid in pids.items()}
+        gc0 = [full_gc_buckets(p) for p in ports]
         sent = ticks.run(args.rate, args.seconds)
+        gc1 = [full_gc_buckets(p) for p in ports]
         cpu = {name: round(process_cpu(pid) - cpu0[name], 1) for name, pid in pids.items()}
         signals = recv.recv()
         reader.join(30)
@@ -332,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
                   worker_histogram(wport, "orderflow_features_bar_features_seconds"), flush=True)
             print(f"{name} arrival_lag (Kafka timestamp of a batch's first record -> the agent):",
                   worker_histogram(wport, "orderflow_features_arrival_lag_seconds"), flush=True)
+            print(f"{name} full garbage collections while the ticks were sent:",
+                  full_gc_during(gc0[i], gc1[i]), flush=True)
         if floor is not None:
             floor.join(30)
             print(f"broker floor (a plain librdkafka reader of the tick topics, after warm-up: read time - Kafka "

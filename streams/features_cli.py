@@ -80,10 +80,13 @@ def run(config: Any, loglevel: str = "INFO") -> int:
     import faust
 
     from streams.features_app import create_app
+    from streams.features_web import NS
+    from streams.gcwatch import GcPauses
 
     prepare_process(config)
     app, runtime = create_app(config)
     runtime.on_ready = freeze_heap
+    GcPauses(runtime.metrics.registry, NS)
     runtime.read_floors = floor_reader(config.bootstrap)
 
     class FeaturesWorker(faust.Worker):

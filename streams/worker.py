@@ -19,6 +19,8 @@ from confluent_kafka.admin import AdminClient
 from streams.app import create_app
 from streams.config import WorkerConfig, freeze_heap, prepare_process
 from streams.errors import StreamsError
+from streams.gcwatch import GcPauses
+from streams.metrics import NS
 from streams.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,7 @@ def run(config: WorkerConfig, loglevel: str = "INFO") -> int:
     prepare_process(config)
     app, runtime = create_app(config)
     runtime.on_ready = freeze_heap
+    GcPauses(runtime.metrics.registry, NS)
     runtime.committed = committed_reader(config)
     logger.info("book worker %s: frames from %s (%d partitions), views on http://127.0.0.1:%d/books, data in %s",
                 config.app_id, config.topics.frames, config.partitions, config.web_port, config.workdir)
