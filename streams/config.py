@@ -69,8 +69,9 @@ def prepare_process(config: FaustWorkerConfig) -> None:
 def freeze_heap() -> None:
     """Once per process, when the worker is first ready: collect, then move every object alive into the collector's
     permanent generation (``gc.freeze``). Python's full collections walk every tracked object; in a features
-    worker they came every 4-5 s and took 50-70 ms each (modules, Faust, the engine), always finding nothing, and
-    a bar closing under one waited it out. After the freeze they walk only what came since (docs/benchmarks.md).
+    worker they came every 4-5 s and took tens of milliseconds each (modules, Faust, the engine), always finding
+    nothing, and a bar closing under one waited it out. After the freeze they walk only what came since
+    (``orderflow_*_gc_pause_seconds``; docs/benchmarks.md).
     Frozen objects are still freed when nothing refers to them; only a reference cycle among them stays."""
     if gc.get_freeze_count():
         return
