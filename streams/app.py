@@ -86,7 +86,8 @@ def output_sink(config: FaustWorkerConfig, app: faust.App, framed: frozenset[str
     """Where a worker's outputs go: librdkafka (default) or Faust's own producer; ``framed`` topics' outputs leave
     as frames (:func:`streams.output.frame_outputs`)."""
     if config.publisher == "confluent":
-        return ConfluentSink(config.bootstrap, f"{config.app_id}-{config.web_port}", framed=framed)
+        return ConfluentSink(config.bootstrap, f"{config.app_id}-{config.web_port}", config.output_linger_ms,
+                             framed=framed)
     return FaustSink(app, framed)
 
 

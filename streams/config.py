@@ -37,6 +37,7 @@ class FaustWorkerConfig:
     fetch_wait_ms: int = 10
     intake_wait_ms: int = 2  # the librdkafka intake's fetches (streams.intake)
     intake_min_bytes: int = 1_048_576
+    output_linger_ms: float = 1.0  # the librdkafka output producer's linger (streams.output)
     switch_interval_us: int = 5000  # the GIL's switch interval in the worker process
     intake: str = "librdkafka"  # who reads the hot topics: librdkafka (streams.intake) or faust (aiokafka)
     recovery_stall_s: float = 20.0  # see streams.recovery_watch
@@ -92,6 +93,7 @@ def shared_fields(settings: Settings, *, app_id: str, web_port: int, workdir: Pa
         "publisher": settings.streams_publisher, "session_timeout_s": settings.streams_session_timeout_ms / 1000,
         "loop": settings.streams_loop, "fetch_wait_ms": settings.streams_fetch_wait_ms,
         "intake_wait_ms": settings.streams_intake_wait_ms, "intake_min_bytes": settings.streams_intake_min_bytes,
+        "output_linger_ms": settings.streams_output_linger_ms,
         "switch_interval_us": settings.streams_switch_interval_us, "intake": intake,
         "recovery_stall_s": settings.streams_recovery_stall_ms / 1000, "batch_max": settings.streams_batch_max,
         "bind_host": settings.bind_host,

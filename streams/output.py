@@ -109,6 +109,7 @@ class ConfluentSink:
                  framed: frozenset[str] = frozenset()) -> None:
         config = confluent_config(bootstrap, client_id, linger_ms)
         config["on_delivery"] = self._on_delivery
+        self.linger_ms = linger_ms
         self.producer = Producer(config)
         self.framed = framed
         self.error: KafkaError | None = None

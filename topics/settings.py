@@ -76,6 +76,7 @@ class Settings:
     streams_fetch_wait_ms: int = 10  # longest a worker's fetch waits at the broker (Faust's own: 1500)
     streams_intake_wait_ms: int = 2  # the librdkafka intake's fetch returns after this long...
     streams_intake_min_bytes: int = 1_048_576  # ...or once this much came
+    streams_output_linger_ms: float = 1.0  # how long the workers' librdkafka producer gathers outputs into a batch
     streams_intake: str = "librdkafka"  # who reads the book worker's frames: librdkafka or faust (Faust's aiokafka)
     streams_switch_interval_us: int = 5000  # the workers' GIL switch interval (sys.setswitchinterval; Python's: 5000)
     streams_batch_max: int = 500  # records of a hot topic per agent event at most (1: one event per record)
@@ -173,6 +174,8 @@ class Settings:
         _one_of("streams_loop", self.streams_loop, ("uvloop", "asyncio"))
         _one_of("streams_intake", self.streams_intake, ("librdkafka", "faust"))
         _one_of("features_intake", self.features_intake, ("librdkafka", "faust"))
+        if not 0 <= self.streams_output_linger_ms <= 1000:
+            raise SettingsError(f"{PREFIX}STREAMS_OUTPUT_LINGER_MS={self.streams_output_linger_ms}: expected 0 to 1000")
         if not 0 <= self.exchange_linger_ms <= 1000:
             raise SettingsError(f"{PREFIX}EXCHANGE_LINGER_MS={self.exchange_linger_ms}: expected 0 to 1000")
         if self.exchange_watchdog_s <= 0:

@@ -10,9 +10,11 @@ from dataclasses import replace
 
 import pytest
 
+from streams.app import output_sink
 from streams.config import WorkerConfig, prepare_process
 from streams.features_app import FeaturesConfig
 from streams.intake import Intake
+from streams.output import ConfluentSink
 from topics.errors import SettingsError
 from topics.settings import load
 
@@ -67,6 +69,22 @@ def test_the_intake_fetch_is_a_setting_of_both_workers() -> None:
 
     assert (book.intake_wait_ms, book.intake_min_bytes) == (5, 1)
     assert (features.intake_wait_ms, features.intake_min_bytes) == (5, 1)
+
+
+def test_the_output_linger_is_a_setting_of_both_workers_and_reaches_their_producer() -> None:
+    settings = load({"ORDERFLOW_STREAMS_OUTPUT_LINGER_MS": "0.25"})
+
+    book, features = WorkerConfig.from_settings(settings), FeaturesConfig.from_settings(settings)
+    sink = output_sink(book, app=None)  # type: ignore[arg-type]  # the librdkafka sink needs no app
+
+    assert (book.output_linger_ms, features.output_linger_ms) == (0.25, 0.25)
+    assert WorkerConfig.from_settings(load({})).output_linger_ms == 1.0
+    assert isinstance(sink, ConfluentSink) and sink.linger_ms == 0.25
+
+
+def test_a_negative_output_linger_is_refused() -> None:
+    with pytest.raises(SettingsError, match="ORDERFLOW_STREAMS_OUTPUT_LINGER_MS=-1"):
+        load({"ORDERFLOW_STREAMS_OUTPUT_LINGER_MS": "-1"})
 
 
 def test_a_fetch_size_of_zero_is_refused() -> None:
