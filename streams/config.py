@@ -35,9 +35,9 @@ class FaustWorkerConfig:
     session_timeout_s: float = 10.0
     loop: str = "uvloop"
     fetch_wait_ms: int = 10
-    intake_wait_ms: int = 2  # the librdkafka intake's fetches (streams.intake)
+    intake_wait_ms: int = 1  # the librdkafka intake's fetches (streams.intake)
     intake_min_bytes: int = 1_048_576
-    output_linger_ms: float = 1.0  # the librdkafka output producer's linger (streams.output)
+    output_linger_ms: float = 0.0  # the librdkafka output producer's linger (streams.output)
     switch_interval_us: int = 5000  # the GIL's switch interval in the worker process
     intake: str = "librdkafka"  # who reads the hot topics: librdkafka (streams.intake) or faust (aiokafka)
     recovery_stall_s: float = 20.0  # see streams.recovery_watch

@@ -111,7 +111,7 @@ class BookApp(faust.App):
 
     logger = _FAUST_LOG
     fetch_wait_ms = DEFAULT_FETCH_WAIT_MS
-    intake_fetch = (2, 1 << 20)  # the librdkafka intake's fetch: wait (ms), min bytes (streams.intake)
+    intake_fetch = (1, 1 << 20)  # the librdkafka intake's fetch: wait (ms), min bytes (streams.intake)
     batch_topics: frozenset[str] = frozenset()  # records of these reach the agent in batches (streams.batching)
     batch_max = DEFAULT_BATCH_MAX  # records per batch at most; 1: one event per record, as Faust does
     intake = "faust"  # who reads batch_topics: faust (aiokafka) or librdkafka (streams.intake)

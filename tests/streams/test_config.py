@@ -53,12 +53,12 @@ def test_prepare_process_sets_the_configured_gil_switch_interval(switch_interval
     assert sys.getswitchinterval() == pytest.approx(0.00075)
 
 
-def test_the_intake_fetch_waits_2_ms_for_1_mb_by_default() -> None:
+def test_the_intake_fetch_waits_1_ms_for_1_mb_by_default() -> None:
     book = WorkerConfig.from_settings(load({}))
 
     config = Intake.settings("127.0.0.1:9092", "app", book.intake_wait_ms, book.intake_min_bytes)
 
-    assert (config["fetch.wait.max.ms"], config["fetch.min.bytes"]) == (2, 1_048_576)
+    assert (config["fetch.wait.max.ms"], config["fetch.min.bytes"]) == (1, 1_048_576)
     assert book.fetch_wait_ms == 10  # Faust's own consumer keeps its wait
 
 
@@ -78,7 +78,7 @@ def test_the_output_linger_is_a_setting_of_both_workers_and_reaches_their_produc
     sink = output_sink(book, app=None)  # type: ignore[arg-type]  # the librdkafka sink needs no app
 
     assert (book.output_linger_ms, features.output_linger_ms) == (0.25, 0.25)
-    assert WorkerConfig.from_settings(load({})).output_linger_ms == 1.0
+    assert WorkerConfig.from_settings(load({})).output_linger_ms == 0.0  # outputs leave at once by default
     assert isinstance(sink, ConfluentSink) and sink.linger_ms == 0.25
 
 
