@@ -199,15 +199,22 @@ def healthy(port: int) -> bool:
     return get_json(f"http://127.0.0.1:{port}/health")[0] == 200
 
 
-def worker_histogram(port: int, name: str) -> dict[str, float | None]:
-    """p50 and p99 (bucket upper bounds) of a histogram of the worker's /metrics."""
+def histogram_buckets(port: int, name: str, label: str = "") -> dict[float, float]:
+    """Cumulative bucket counts (upper bound -> count, in the exposition's order) of a histogram of the worker's
+    /metrics; ``label``: a label pair its bucket lines must carry, e.g. ``generation="2"``."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
-    buckets: list[tuple[float, float]] = []
+    out: dict[float, float] = {}
     for line in text.splitlines():
-        if line.startswith(f"{name}_bucket{{"):
+        if line.startswith(f"{name}_bucket{{") and label in line:
             le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+            out[float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def worker_histogram(port: int, name: str) -> dict[str, float | None]:
+    """p50 and p99 (bucket upper bounds) of a histogram of the worker's /metrics."""
+    buckets = list(histogram_buckets(port, name).items())
     total = buckets[-1][1] if buckets else 0.0
     out: dict[str, float | None] = {"count": total}
     for q in (0.5, 0.99):
@@ -217,14 +224,7 @@ def worker_histogram(port: int, name: str) -> dict[str, float | None]:
 
 def full_gc_buckets(port: int) -> dict[float, float]:
     """Cumulative bucket counts of the worker's full (generation 2) garbage-collector pauses so far."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out: dict[float, float] = {}
-    for line in text.splitlines():
-        if line.startswith("orderflow_features_gc_pause_seconds_bucket{") and 'generation="2"' in line:
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            out[float(le)] = float(line.rsplit(" ", 1)[1])
-    return out
+    return histogram_buckets(port, "orderflow_features_gc_pause_seconds", 'generation="2"')
 
 
 def full_gc_during(before: dict[float, float], after: dict[float, float]) -> str:
