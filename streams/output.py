@@ -43,10 +43,10 @@ class OutputSink(Protocol):
     async def close(self) -> None: ...
 
 
-def confluent_config(bootstrap: str, client_id: str, linger_ms: float = 0.0) -> dict[str, Any]:
-    """Idempotent, acks=all, Java-compatible partitioning (murmur2); no linger by default
-    (``ORDERFLOW_STREAMS_OUTPUT_LINGER_MS``): an output leaves at once, and under load librdkafka still batches what
-    gathers while its requests are in flight. A 1 ms linger added about 1 ms to every BBO update at 20,000
+def confluent_config(bootstrap: str, client_id: str, linger_ms: float) -> dict[str, Any]:
+    """Idempotent, acks=all, Java-compatible partitioning (murmur2), ``linger_ms`` as configured
+    (``ORDERFLOW_STREAMS_OUTPUT_LINGER_MS``, 0 by default): an output leaves at once, and under load librdkafka still
+    batches what gathers while its requests are in flight. A 1 ms linger added about 1 ms to every BBO update at 20,000
     records/s; fractions of a millisecond behaved like a whole one (docs/benchmarks.md)."""
     return {
         "bootstrap.servers": bootstrap,
@@ -108,7 +108,7 @@ class ConfluentSink:
 
     ``framed``: the topics whose outputs leave as frames (see the module's docstring)."""
 
-    def __init__(self, bootstrap: str, client_id: str, linger_ms: float = 0.0,
+    def __init__(self, bootstrap: str, client_id: str, linger_ms: float,
                  framed: frozenset[str] = frozenset()) -> None:
         config = confluent_config(bootstrap, client_id, linger_ms)
         config["on_delivery"] = self._on_delivery
