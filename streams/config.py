@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams.intake import FETCH_MIN_BYTES, FETCH_WAIT_MS
 from streams.publisher import OutputTopics
 from topics import catalog
 from topics.settings import Settings
@@ -35,8 +36,8 @@ class FaustWorkerConfig:
     session_timeout_s: float = 10.0
     loop: str = "uvloop"
     fetch_wait_ms: int = 10
-    intake_wait_ms: int = 1  # the librdkafka intake's fetches (streams.intake)
-    intake_min_bytes: int = 1_048_576
+    intake_wait_ms: int = FETCH_WAIT_MS  # the librdkafka intake's fetches (streams.intake)
+    intake_min_bytes: int = FETCH_MIN_BYTES
     output_linger_ms: float = 0.0  # the librdkafka output producer's linger (streams.output)
     switch_interval_us: int = 5000  # the GIL's switch interval in the worker process
     intake: str = "librdkafka"  # who reads the hot topics: librdkafka (streams.intake) or faust (aiokafka)

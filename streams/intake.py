@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 0.05  # the reader thread looks at its commands at least this often
 WATERMARKS_EVERY_S = 0.1  # end offsets of the partitions without records read again this often
+FETCH_WAIT_MS = 100  # a fetch returns as soon as FETCH_MIN_BYTES came, or after this long without (idle)
+FETCH_MIN_BYTES = 1  # each frame as it lands (docs/streams.md, "The intake's fetch")
 MAX_PENDING_BYTES = 64 << 20  # read but not yet delivered: the reader waits above this (backpressure)
 RECORD_OVERHEAD = 64  # bytes a record counts for besides its value
 
@@ -95,10 +97,12 @@ class Intake:
         self._thread = threading.Thread(target=self._run, name="orderflow-intake", daemon=True)
 
     @staticmethod
-    def settings(bootstrap: str, app_id: str, fetch_wait_ms: int, fetch_min_bytes: int = 1 << 20) -> dict[str, Any]:
-        """The consumer's configuration. A fetch returns after ``fetch_wait_ms``, or sooner once ``fetch_min_bytes``
-        came: under load fetches fill up; at a low rate each frame waits up to ``fetch_wait_ms`` at the broker, and
-        the worker and the broker answer fewer fetches than one per frame (docs/streams.md)."""
+    def settings(bootstrap: str, app_id: str, fetch_wait_ms: int = FETCH_WAIT_MS,
+                 fetch_min_bytes: int = FETCH_MIN_BYTES) -> dict[str, Any]:
+        """The consumer's configuration. A fetch returns once ``fetch_min_bytes`` came, or after ``fetch_wait_ms``.
+        By default each frame is handed over as it lands, and an idle partition costs the broker a fetch every
+        ``fetch_wait_ms``; under load the records that land while the worker handles a fetch make the next one
+        (docs/streams.md)."""
         return {
             "bootstrap.servers": bootstrap,
             "group.id": app_id,  # Faust's group, for its committed offsets only: assign() joins no group

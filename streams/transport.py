@@ -20,7 +20,7 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, TransportT
 
 from streams.batching import DEFAULT_BATCH_MAX, BatchingConsumer
-from streams.intake import IntakeConsumer
+from streams.intake import FETCH_MIN_BYTES, FETCH_WAIT_MS, IntakeConsumer
 from streams.recovery_watch import RecoveryWatchdog
 
 DEFAULT_FETCH_WAIT_MS = 10
@@ -111,7 +111,7 @@ class BookApp(faust.App):
 
     logger = _FAUST_LOG
     fetch_wait_ms = DEFAULT_FETCH_WAIT_MS
-    intake_fetch = (1, 1 << 20)  # the librdkafka intake's fetch: wait (ms), min bytes (streams.intake)
+    intake_fetch = (FETCH_WAIT_MS, FETCH_MIN_BYTES)  # the librdkafka intake's fetch: wait (ms), min bytes
     batch_topics: frozenset[str] = frozenset()  # records of these reach the agent in batches (streams.batching)
     batch_max = DEFAULT_BATCH_MAX  # records per batch at most; 1: one event per record, as Faust does
     intake = "faust"  # who reads batch_topics: faust (aiokafka) or librdkafka (streams.intake)

@@ -74,8 +74,8 @@ class Settings:
     streams_gap_threshold: int = 0  # report a sequence jump larger than this as a gap anomaly (0: off)
     streams_loop: str = "uvloop"  # event loop of `orderflow worker`: uvloop or asyncio
     streams_fetch_wait_ms: int = 10  # longest a worker's fetch waits at the broker (Faust's own: 1500)
-    streams_intake_wait_ms: int = 1  # the librdkafka intake's fetch returns after this long...
-    streams_intake_min_bytes: int = 1_048_576  # ...or once this much came
+    streams_intake_min_bytes: int = 1  # the librdkafka intake's fetch returns once this much came...
+    streams_intake_wait_ms: int = 100  # ...or after this long
     streams_output_linger_ms: float = 0.0  # how long the workers' librdkafka producer lets outputs wait for a batch
     streams_intake: str = "librdkafka"  # who reads the book worker's frames: librdkafka or faust (Faust's aiokafka)
     streams_switch_interval_us: int = 5000  # the workers' GIL switch interval (sys.setswitchinterval; Python's: 5000)

@@ -15,6 +15,7 @@ from streams.config import WorkerConfig, prepare_process
 from streams.features_app import FeaturesConfig
 from streams.intake import Intake
 from streams.output import ConfluentSink
+from streams.transport import BookApp
 from topics.errors import SettingsError
 from topics.settings import load
 
@@ -53,22 +54,32 @@ def test_prepare_process_sets_the_configured_gil_switch_interval(switch_interval
     assert sys.getswitchinterval() == pytest.approx(0.00075)
 
 
-def test_the_intake_fetch_waits_1_ms_for_1_mb_by_default() -> None:
+def test_the_intake_fetch_returns_on_the_first_byte_or_after_100_ms_by_default() -> None:
     book = WorkerConfig.from_settings(load({}))
 
     config = Intake.settings("127.0.0.1:9092", "app", book.intake_wait_ms, book.intake_min_bytes)
 
-    assert (config["fetch.wait.max.ms"], config["fetch.min.bytes"]) == (1, 1_048_576)
+    assert (config["fetch.wait.max.ms"], config["fetch.min.bytes"]) == (100, 1)
     assert book.fetch_wait_ms == 10  # Faust's own consumer keeps its wait
 
 
+def test_the_streams_defaults_of_the_intake_fetch_are_the_settings_defaults() -> None:
+    settings = load({})
+    expected = (settings.streams_intake_wait_ms, settings.streams_intake_min_bytes)
+
+    config = Intake.settings("127.0.0.1:9092", "app")
+
+    assert (config["fetch.wait.max.ms"], config["fetch.min.bytes"]) == expected
+    assert BookApp.intake_fetch == expected
+
+
 def test_the_intake_fetch_is_a_setting_of_both_workers() -> None:
-    settings = load({"ORDERFLOW_STREAMS_INTAKE_WAIT_MS": "5", "ORDERFLOW_STREAMS_INTAKE_MIN_BYTES": "1"})
+    settings = load({"ORDERFLOW_STREAMS_INTAKE_WAIT_MS": "5", "ORDERFLOW_STREAMS_INTAKE_MIN_BYTES": "65536"})
 
     book, features = WorkerConfig.from_settings(settings), FeaturesConfig.from_settings(settings)
 
-    assert (book.intake_wait_ms, book.intake_min_bytes) == (5, 1)
-    assert (features.intake_wait_ms, features.intake_min_bytes) == (5, 1)
+    assert (book.intake_wait_ms, book.intake_min_bytes) == (5, 65536)
+    assert (features.intake_wait_ms, features.intake_min_bytes) == (5, 65536)
 
 
 def test_the_output_linger_is_a_setting_of_both_workers_and_reaches_their_producer() -> None:
