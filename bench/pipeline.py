@@ -69,6 +69,7 @@ def read_bbo(bootstrap: str, topic: str, expected: int, deadline_s: float, ready
     """Child process: read ``topic`` from its end until ``expected`` BBO updates; report read time - ts_recv."""
     consumer = consumer_at_end(bootstrap, [topic], "reader", fetch_wait_ms=100)
     ready.set()
+    cpu0 = time.process_time()
     latencies: list[int] = []
     first = last = 0.0
     stop_at = time.monotonic() + deadline_s
@@ -80,8 +81,9 @@ def read_bbo(bootstrap: str, topic: str, expected: int, deadline_s: float, ready
             latencies += [now - u.ts_recv for u in decode_records(BboUpdate, msg.value() or b"")]  # framed topic
             last = time.monotonic()
             first = first or last
+    cpu = time.process_time() - cpu0
     consumer.close()
-    out.put((len(latencies), first, last, latencies))
+    out.put((len(latencies), first, last, latencies, cpu))
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -216,7 +218,7 @@ def throughput(run: Run) -> dict[str, Any]:
         prod.poll(0)
     prod.flush(120)
     produced = time.monotonic()
-    count, _, last, _ = out.get(timeout=700)
+    count, _, last, _, _ = out.get(timeout=700)
     proc.join()
     cpu_after = processes_cpu(run)
     elapsed = last - started if count >= expected else float("nan")
@@ -251,6 +253,7 @@ def latency(run: Run) -> dict[str, Any]:
     floor = floor_reader(run, seconds + 5.0) if run.args.broker_floor else None
     framer = Framer(max_records=run.args.latency_frame, linger_s=run.args.linger_ms / 1000)
     cpu_before = processes_cpu(run)
+    own_cpu = time.process_time()
     started, sent, frames_sent = time.monotonic(), 0, 0
     wall0 = time.time_ns()
     tick = 0.0005
@@ -275,7 +278,8 @@ def latency(run: Run) -> dict[str, Any]:
             time.sleep(tick)
     prod.flush(60)
     achieved = sent / (time.monotonic() - started)
-    count, _, _, lat = out.get(timeout=seconds + 180)
+    own_cpu = time.process_time() - own_cpu
+    count, _, _, lat, reader_cpu = out.get(timeout=seconds + 180)
     proc.join()
     ages: list[float] = []
     if floor is not None:
@@ -290,7 +294,8 @@ def latency(run: Run) -> dict[str, Any]:
             "bbo": count, "bbo_expected": expected_bbo,
             "p50_ms": _pct(lat, 0.50), "p99_ms": _pct(lat, 0.99), "p999_ms": _pct(lat, 0.999),
             "max_ms": lat[-1] / 1e6 if lat else None, "p50_ms_by_tenth": over_time,
-            "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in cpu_after},
+            "cpu_s": {**{k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in cpu_after},
+                      "bench producer": round(own_cpu, 1), "bench reader": round(reader_cpu, 1)},
             **({"broker_floor_ms": floor_figures(ages)} if floor is not None else {})}
 
 

@@ -28,7 +28,7 @@ class Settings:
     kafka_port: int = 9092  # the broker's client listener
     kafka_controller_port: int = 9093  # KRaft controller listener
     kafka_version: str = "4.1.1"
-    kafka_heap: str = "512m"
+    kafka_heap: str = "2g"
     kafka_jit: str = "full"  # the broker's JIT: "full" (C1 then C2, as a long-running broker) or "quick" (C1 only)
     kafka_bootstrap: str = ""  # empty: kafka_host:kafka_port
     topic_partitions: int = 0  # 0: each topic's catalog default
