@@ -6,6 +6,7 @@
     ORDERFLOW_STREAMS_LOOP=asyncio python bench/pipeline.py    # without uvloop
     python bench/pipeline.py --profile /tmp/prof    # cProfile of each worker's main thread (the agent)
     python bench/pipeline.py --mode latency --broker-floor   # also: the frames' age at a plain librdkafka reader
+    python bench/pipeline.py --mode latency --timeline /tmp/t.json   # each update's read time, for bench/bursts.py
 
 Throughput: the ESH4 day (68,792 records), once per instrument (``--instruments``, renumbered), pre-encoded as
 frames of ``--frame-records``, is published as fast as one confluent-kafka producer goes; a reader process counts
@@ -65,12 +66,15 @@ SNAPSHOT = 8_725  # records of the ESH4 day's opening snapshot
 
 # ---------------------------------------------------------------------------------------------------- the reader
 
-def read_bbo(bootstrap: str, topic: str, expected: int, deadline_s: float, ready: Any, out: Any) -> None:
-    """Child process: read ``topic`` from its end until ``expected`` BBO updates; report read time - ts_recv."""
+def read_bbo(bootstrap: str, topic: str, expected: int, deadline_s: float, ready: Any, out: Any,
+             timeline: bool = False) -> None:
+    """Child process: read ``topic`` from its end until ``expected`` BBO updates; report read time - ts_recv (and,
+    with ``timeline``, each update's read time, wall clock ns)."""
     consumer = consumer_at_end(bootstrap, [topic], "reader", fetch_wait_ms=100)
     ready.set()
     cpu0 = time.process_time()
     latencies: list[int] = []
+    reads: list[int] = []
     first = last = 0.0
     stop_at = time.monotonic() + deadline_s
     while len(latencies) < expected and time.monotonic() < stop_at:
@@ -78,12 +82,15 @@ def read_bbo(bootstrap: str, topic: str, expected: int, deadline_s: float, ready
             if msg.error():
                 continue
             now = time.time_ns()
-            latencies += [now - u.ts_recv for u in decode_records(BboUpdate, msg.value() or b"")]  # framed topic
+            updates = decode_records(BboUpdate, msg.value() or b"")  # a framed topic
+            latencies += [now - u.ts_recv for u in updates]
+            if timeline:
+                reads += [now] * len(updates)
             last = time.monotonic()
             first = first or last
     cpu = time.process_time() - cpu0
     consumer.close()
-    out.put((len(latencies), first, last, latencies, cpu))
+    out.put((len(latencies), first, last, latencies, cpu, reads))
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -177,10 +184,11 @@ def processes_cpu(run: Run) -> dict[str, float]:
     return {name: process_cpu(pid) for name, pid in {**pids, **broker_pid(run.settings)}.items()}
 
 
-def reader(run: Run, expected: int, deadline_s: float) -> tuple[Any, Any]:
+def reader(run: Run, expected: int, deadline_s: float, timeline: bool = False) -> tuple[Any, Any]:
     ctx = mp.get_context("spawn")
     ready, out = ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=read_bbo, args=(run.bootstrap, run.topics.bbo, expected, deadline_s, ready, out))
+    proc = ctx.Process(target=read_bbo, args=(run.bootstrap, run.topics.bbo, expected, deadline_s, ready, out,
+                                              timeline))
     proc.start()
     ready.wait(60)
     return proc, out
@@ -218,7 +226,7 @@ def throughput(run: Run) -> dict[str, Any]:
         prod.poll(0)
     prod.flush(120)
     produced = time.monotonic()
-    count, _, last, _, _ = out.get(timeout=700)
+    count, _, last, *_ = out.get(timeout=700)
     proc.join()
     cpu_after = processes_cpu(run)
     elapsed = last - started if count >= expected else float("nan")
@@ -249,7 +257,7 @@ def latency(run: Run) -> dict[str, Any]:
     live = interleave(*(records[SNAPSHOT:] for records in books), chunk=100)[: int(rate * seconds)]
     expected_bbo = sum(_bbo_count(records[:SNAPSHOT], [r for r in live if r.instrument_id == records[0].instrument_id])
                        for records in books)
-    proc, out = reader(run, expected_bbo, deadline_s=seconds + 120)
+    proc, out = reader(run, expected_bbo, deadline_s=seconds + 120, timeline=bool(run.args.timeline))
     floor = floor_reader(run, seconds + 5.0) if run.args.broker_floor else None
     framer = Framer(max_records=run.args.latency_frame, linger_s=run.args.linger_ms / 1000)
     cpu_before = processes_cpu(run)
@@ -279,7 +287,9 @@ def latency(run: Run) -> dict[str, Any]:
     prod.flush(60)
     achieved = sent / (time.monotonic() - started)
     own_cpu = time.process_time() - own_cpu
-    count, _, _, lat, reader_cpu = out.get(timeout=seconds + 180)
+    count, _, _, lat, reader_cpu, reads = out.get(timeout=seconds + 180)
+    if run.args.timeline:
+        write_timeline(Path(run.args.timeline), run, proc.pid, reads, lat)
     proc.join()
     ages: list[float] = []
     if floor is not None:
@@ -297,6 +307,15 @@ def latency(run: Run) -> dict[str, Any]:
             "cpu_s": {**{k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in cpu_after},
                       "bench producer": round(own_cpu, 1), "bench reader": round(reader_cpu, 1)},
             **({"broker_floor_ms": floor_figures(ages)} if floor is not None else {})}
+
+
+def write_timeline(path: Path, run: Run, reader_pid: int | None, reads: list[int], latencies: list[int]) -> None:
+    """``--timeline``: the processes' ids and each BBO update's (read time, latency) in ns, as JSON, for
+    ``bench/bursts.py``."""
+    pids = {**{f"worker {i + 1}": proc.pid for i, (proc, _) in enumerate(run.workers)},
+            **broker_pid(run.settings), "bench producer": os.getpid(), "bench reader": reader_pid or -1}
+    path.write_bytes(msgspec.json.encode({"pids": pids, "updates": list(zip(reads, latencies, strict=True))}))
+    print(f"timeline of {len(reads):,} BBO updates written to {path}", flush=True)
 
 
 def _bbo_count(snapshot: list[Any], live: list[Any]) -> int:
@@ -370,6 +389,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", help="folder for a cProfile of each worker")
     p.add_argument("--broker-floor", action="store_true",
                    help="latency run: also read the frames topic with a plain librdkafka reader (their age when read)")
+    p.add_argument("--timeline", help="latency run: write each BBO update's read time and latency here (JSON), "
+                   "with the processes' ids, for bench/bursts.py")
     p.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "snappy", "gzip", "none"),
                    help="compression of the frames producer (default lz4, as orderflow replay)")
     return p.parse_args(argv)

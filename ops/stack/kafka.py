@@ -33,8 +33,8 @@ NODE_ID = 1
 MAIN_CLASS = "kafka.Kafka"
 # ZGC, whose pauses stay under a millisecond: the serial collector stopped the broker for 15-19 ms every 2 s at
 # 20,000 records/s, every partition at once (docs/benchmarks.md). Its concurrent cycles still take a core while they
-# run, so the heap (ORDERFLOW_KAFKA_HEAP, 2g) leaves room for about 15 s of allocation between them. KAFKA_JVM_PERFORMANCE_OPTS replaces
-# these flags.
+# run, so the heap (ORDERFLOW_KAFKA_HEAP, 2g) leaves room for about 15 s of allocation between them.
+# KAFKA_JVM_PERFORMANCE_OPTS replaces these flags.
 DEFAULT_JVM_FLAGS = ("-XX:+UseZGC", "-Xshare:auto", "-Djava.awt.headless=true")
 # ORDERFLOW_KAFKA_JIT=quick, and the short-lived tools: C1 only. It starts sooner and compiles less, but its code
 # runs slower: a warm broker under load uses about a third more CPU than with the full JIT (docs/stack.md).
