@@ -95,14 +95,20 @@ def classify(sample: Sample, names: dict[int, str]) -> str:
     return f"{name}: {'librdkafka' if sample.comm.startswith('rdk:') else 'python'}"
 
 
+def in_window(samples: list[Sample], times: list[int], start: int, end: int) -> list[Sample]:
+    """The samples taken from ``start`` to before ``end`` (``samples`` in time order, ``times`` their times)."""
+    return samples[bisect_left(times, start):bisect_left(times, end)]
+
+
 def shares(samples: list[Sample], names: dict[int, str], windows: list[tuple[int, int]]) -> tuple[Counter[str],
                                                                                                       Counter[str]]:
-    """Samples per class over everything and inside ``windows`` (a sample in two windows counts once per window)."""
+    """Samples per class over everything and inside ``windows`` (a sample in two windows counts once per window;
+    ``samples`` in time order)."""
     times = [s.time_ns for s in samples]
     everywhere = Counter(classify(s, names) for s in samples)
     inside: Counter[str] = Counter()
     for start, end in windows:
-        inside.update(classify(s, names) for s in samples[bisect_left(times, start):bisect_left(times, end)])
+        inside.update(classify(s, names) for s in in_window(samples, times, start, end))
     return everywhere, inside
 
 
@@ -131,8 +137,9 @@ def report(timeline: Timeline, samples: list[Sample], gap_ns: int, top: int) -> 
     for name, _ in (inside + everywhere).most_common():
         lines.append(f"{name:<28} {100 * everywhere[name] / total:>13.1f}% {100 * inside[name] / within:>9.1f}%")
     lines.append(f"largest {min(top, len(bursts))} bursts:")
+    times = [s.time_ns for s in samples]
     for burst in sorted(bursts, key=lambda b: b.updates, reverse=True)[:top]:
-        window = Counter(classify(s, names) for s in samples if burst.start_ns <= s.time_ns < burst.end_ns)
+        window = Counter(classify(s, names) for s in in_window(samples, times, burst.start_ns, burst.end_ns))
         count = max(1, sum(window.values()))
         lead = ", ".join(f"{k} {100 * v / count:.0f}%" for k, v in window.most_common(4))
         lines.append(f"  {(burst.end_ns - burst.start_ns) / 1e6:5.0f} ms, {burst.updates:4d} updates, worst "
